@@ -1,0 +1,1 @@
+"""Every side effect: Debian tools in subprocesses, the artifact store, SQL."""

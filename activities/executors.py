@@ -1,0 +1,143 @@
+"""Executors run the Debian tools; `host` runs them directly on this machine (unsafe for untrusted code)."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from debian.deb822 import Changes
+
+from activities.process import Cancelled, ProcessOutcome, require_tool, run_tool
+
+
+class UnsupportedArchitecture(RuntimeError):
+    """The executor cannot build or test for the requested architecture."""
+
+
+@dataclass
+class Hooks:
+    """How a long task reports progress and learns it was cancelled."""
+
+    tick: Callable[[float], None] = lambda elapsed: None
+    cancelled: Callable[[], bool] = lambda: False
+    interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    outcome: ProcessOutcome
+    changes: Path | None
+    debs: list[Path] = field(default_factory=list)
+
+
+class Executor(Protocol):
+    """What the activities need from a place that runs the tools."""
+
+    name: str
+
+    def build(
+        self, dsc: Path, workdir: Path, *, architecture: str, build_arch_all: bool, log: Path,
+        hooks: Hooks,
+    ) -> BuildOutput: ...
+
+    def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome: ...
+
+    def autopkgtest(
+        self, dsc: Path, debs: list[Path], *, workdir: Path, output_dir: Path, summary: Path,
+        log: Path, hooks: Hooks,
+    ) -> ProcessOutcome: ...
+
+
+def host_architecture() -> str:
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+class HostExecutor:
+    """Runs dpkg-buildpackage, lintian and autopkgtest (null testbed) on this host, as this user.
+
+    For development and trusted packages only: the package's build and tests run with the
+    worker's privileges, and autopkgtest installs the built packages onto the host.
+    """
+
+    name = "host"
+    # dpkg allows one installer per host: autopkgtest runs with the null testbed take turns.
+    DPKG_LOCK = Path(tempfile.gettempdir()) / "debflow-host-dpkg.lock"
+
+    def __init__(self) -> None:
+        self.architecture = host_architecture()
+
+    def build(
+        self, dsc: Path, workdir: Path, *, architecture: str, build_arch_all: bool, log: Path,
+        hooks: Hooks,
+    ) -> BuildOutput:
+        require_tool("dpkg-source", "dpkg-dev")
+        require_tool("dpkg-buildpackage", "dpkg-dev")
+        require_tool("dh", "debhelper")
+        if architecture != self.architecture:
+            raise UnsupportedArchitecture(
+                f"the host executor builds for {self.architecture} only, not {architecture}"
+            )
+        tree = workdir / "src"
+        outcome = run_tool(["dpkg-source", "--no-check", "-x", str(dsc), str(tree)],
+                           cwd=workdir, log=log, tick=hooks.tick, cancelled=hooks.cancelled,
+                           tick_interval=hooks.interval)
+        if outcome.returncode != 0:
+            return BuildOutput(outcome, None)
+        outcome = run_tool(
+            ["dpkg-buildpackage", "-us", "-uc", "-b" if build_arch_all else "-B"],
+            cwd=tree, log=log, env={"DEB_BUILD_OPTIONS": "parallel=2", "LC_ALL": "C.UTF-8"},
+            tick=hooks.tick, cancelled=hooks.cancelled, tick_interval=hooks.interval,
+        )
+        changes = sorted(workdir.glob("*.changes"))
+        if outcome.returncode != 0 or not changes:
+            return BuildOutput(outcome, None)
+        with open(changes[0]) as f:
+            listed = [entry["name"] for entry in Changes(f).get("Files", [])]
+        debs = [workdir / name for name in listed if name.endswith(".deb")]
+        return BuildOutput(outcome, changes[0], debs)
+
+    def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
+        require_tool("lintian", "lintian")
+        return run_tool(
+            ["lintian", "--display-info", "--tag-display-limit", "0", "--output-width", "400",
+             "--fail-on", "error", *map(str, inputs)],
+            cwd=workdir, log=log, env={"LC_ALL": "C.UTF-8"}, tick=hooks.tick,
+            cancelled=hooks.cancelled, tick_interval=hooks.interval,
+        )
+
+    def autopkgtest(
+        self, dsc: Path, debs: list[Path], *, workdir: Path, output_dir: Path, summary: Path,
+        log: Path, hooks: Hooks,
+    ) -> ProcessOutcome:
+        require_tool("autopkgtest", "autopkgtest")
+        with open(self.DPKG_LOCK, "w") as lock:
+            started = time.monotonic()
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if hooks.cancelled():
+                        raise Cancelled("cancelled while waiting for the host's dpkg lock")
+                    hooks.tick(time.monotonic() - started)
+                    time.sleep(1)
+            return run_tool(
+                ["autopkgtest", "--summary-file", str(summary), "--output-dir", str(output_dir),
+                 *map(str, debs), str(dsc), "--", "null"],
+                cwd=workdir, log=log, env={"LC_ALL": "C.UTF-8"}, tick=hooks.tick,
+                cancelled=hooks.cancelled, tick_interval=hooks.interval,
+            )
+
+
+def make_executor(name: str) -> Executor:
+    if name == "host":
+        return HostExecutor()
+    raise ValueError(f"unknown executor {name!r}")

@@ -1,0 +1,191 @@
+"""The tables: files, artifacts and their relations, collections and task history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.db import Base, BigId, CreatedAt, JsonData
+
+
+class RelationType(enum.StrEnum):
+    BUILT_USING = "built-using"
+    EXTENDS = "extends"
+    RELATES_TO = "relates-to"
+
+
+class File(Base):
+    """A blob in the content-addressed store, identified by its SHA-256."""
+
+    __tablename__ = "file"
+
+    id: Mapped[BigId]
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[CreatedAt]
+
+    __table_args__ = (
+        CheckConstraint("sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+        CheckConstraint("size >= 0", name="size_not_negative"),
+    )
+
+
+class Artifact(Base):
+    """A typed record (category + validated JSON) with the files it is made of."""
+
+    __tablename__ = "artifact"
+
+    id: Mapped[BigId]
+    category: Mapped[str] = mapped_column(String(64))
+    data: Mapped[JsonData]
+    created_at: Mapped[CreatedAt]
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    workflow_id: Mapped[str | None] = mapped_column(Text)
+    activity_id: Mapped[str | None] = mapped_column(Text)
+    # Set by activities so that a retried attempt finds what an earlier attempt already stored.
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+
+    files: Mapped[list[FileInArtifact]] = relationship(
+        back_populates="artifact", cascade="all, delete-orphan", order_by="FileInArtifact.path"
+    )
+
+    __table_args__ = (
+        CheckConstraint("category ~ '^[a-z0-9-]+:[a-z0-9-]+$'", name="category_namespaced"),
+        Index("ix_artifact_category_created_at", "category", "created_at"),
+        Index("ix_artifact_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+    )
+
+
+class FileInArtifact(Base):
+    """One file of an artifact: its path inside the artifact and the blob it holds."""
+
+    __tablename__ = "file_in_artifact"
+
+    artifact_id: Mapped[int] = mapped_column(
+        ForeignKey("artifact.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("file.id", ondelete="RESTRICT"), index=True)
+
+    artifact: Mapped[Artifact] = relationship(back_populates="files")
+    file: Mapped[File] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "path <> '' AND path !~ '(^/|(^|/)\\.\\.?(/|$))'", name="path_relative"
+        ),
+    )
+
+
+class ArtifactRelation(Base):
+    """A typed edge between two artifacts (a binary built from a source, a log relating to a build)."""
+
+    __tablename__ = "artifact_relation"
+
+    id: Mapped[BigId]
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifact.id", ondelete="CASCADE"))
+    target_id: Mapped[int] = mapped_column(
+        ForeignKey("artifact.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        UniqueConstraint("artifact_id", "target_id", "type"),
+        CheckConstraint(
+            "type IN ('built-using', 'extends', 'relates-to')", name="type_known"
+        ),
+    )
+
+
+class Collection(Base):
+    """A named, categorised set of items, e.g. a `debian:suite` or `debian:qa-results`."""
+
+    __tablename__ = "collection"
+
+    id: Mapped[BigId]
+    name: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64))
+    data: Mapped[JsonData]
+    created_at: Mapped[CreatedAt]
+    retains_artifacts: Mapped[bool] = mapped_column(server_default=text("false"))
+    # After soft removal, an item keeps its artifact this long, then only its metadata for the second period.
+    full_history_retention_days: Mapped[int | None]
+    metadata_only_retention_days: Mapped[int | None]
+
+    __table_args__ = (UniqueConstraint("category", "name"),)
+
+
+class CollectionItem(Base):
+    """An entry of a collection, soft-removed by setting `removed_at`."""
+
+    __tablename__ = "collection_item"
+
+    id: Mapped[BigId]
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    category: Mapped[str] = mapped_column(String(64))
+    artifact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("artifact.id", ondelete="SET NULL"), index=True
+    )
+    data: Mapped[JsonData]
+    created_at: Mapped[CreatedAt]
+    created_by_workflow: Mapped[str | None] = mapped_column(Text)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    removed_by_workflow: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # A name is unique among the active items only; removed ones stay as history.
+        Index(
+            "uq_collection_item_active_name",
+            "collection_id",
+            "name",
+            unique=True,
+            postgresql_where=text("removed_at IS NULL"),
+        ),
+        Index("ix_collection_item_removed_at", "removed_at", postgresql_where=text("removed_at IS NOT NULL")),
+    )
+
+
+class TaskHistory(Base):
+    """One finished task: what ran, on which worker, how long, with what result and cost."""
+
+    __tablename__ = "task_history"
+
+    id: Mapped[BigId]
+    task_name: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(Text)
+    context: Mapped[str] = mapped_column(Text, server_default="")
+    worker: Mapped[str] = mapped_column(Text)
+    workflow_id: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    duration_s: Mapped[float] = mapped_column(Float)
+    result: Mapped[str] = mapped_column(String(16))
+    cpu_user_s: Mapped[float | None] = mapped_column(Float)
+    cpu_system_s: Mapped[float | None] = mapped_column(Float)
+    max_rss_kb: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[JsonData]
+
+    __table_args__ = (
+        CheckConstraint("result IN ('success', 'failure', 'error', 'skipped')", name="result_known"),
+        Index("ix_task_history_key_started", "task_name", "subject", "context", "started_at"),
+    )
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """Column values of an ORM row, for reports and tests."""
+    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
