@@ -42,15 +42,30 @@ class Executor(Protocol):
     name: str
 
     def build(
-        self, dsc: Path, workdir: Path, *, architecture: str, build_arch_all: bool, log: Path,
+        self,
+        dsc: Path,
+        workdir: Path,
+        *,
+        architecture: str,
+        build_arch_all: bool,
+        log: Path,
         hooks: Hooks,
     ) -> BuildOutput: ...
 
     def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome: ...
 
+    def lintian_version(self) -> str: ...
+
     def autopkgtest(
-        self, dsc: Path, debs: list[Path], *, workdir: Path, output_dir: Path, summary: Path,
-        log: Path, hooks: Hooks,
+        self,
+        dsc: Path,
+        debs: list[Path],
+        *,
+        workdir: Path,
+        output_dir: Path,
+        summary: Path,
+        log: Path,
+        hooks: Hooks,
     ) -> ProcessOutcome: ...
 
 
@@ -75,7 +90,13 @@ class HostExecutor:
         self.architecture = host_architecture()
 
     def build(
-        self, dsc: Path, workdir: Path, *, architecture: str, build_arch_all: bool, log: Path,
+        self,
+        dsc: Path,
+        workdir: Path,
+        *,
+        architecture: str,
+        build_arch_all: bool,
+        log: Path,
         hooks: Hooks,
     ) -> BuildOutput:
         require_tool("dpkg-source", "dpkg-dev")
@@ -86,15 +107,24 @@ class HostExecutor:
                 f"the host executor builds for {self.architecture} only, not {architecture}"
             )
         tree = workdir / "src"
-        outcome = run_tool(["dpkg-source", "--no-check", "-x", str(dsc), str(tree)],
-                           cwd=workdir, log=log, tick=hooks.tick, cancelled=hooks.cancelled,
-                           tick_interval=hooks.interval)
+        outcome = run_tool(
+            ["dpkg-source", "--no-check", "-x", str(dsc), str(tree)],
+            cwd=workdir,
+            log=log,
+            tick=hooks.tick,
+            cancelled=hooks.cancelled,
+            tick_interval=hooks.interval,
+        )
         if outcome.returncode != 0:
             return BuildOutput(outcome, None)
         outcome = run_tool(
             ["dpkg-buildpackage", "-us", "-uc", "-b" if build_arch_all else "-B"],
-            cwd=tree, log=log, env={"DEB_BUILD_OPTIONS": "parallel=2", "LC_ALL": "C.UTF-8"},
-            tick=hooks.tick, cancelled=hooks.cancelled, tick_interval=hooks.interval,
+            cwd=tree,
+            log=log,
+            env={"DEB_BUILD_OPTIONS": "parallel=2", "LC_ALL": "C.UTF-8"},
+            tick=hooks.tick,
+            cancelled=hooks.cancelled,
+            tick_interval=hooks.interval,
         )
         changes = sorted(workdir.glob("*.changes"))
         if outcome.returncode != 0 or not changes:
@@ -107,17 +137,43 @@ class HostExecutor:
     def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
         require_tool("lintian", "lintian")
         return run_tool(
-            ["lintian", "--display-info", "--tag-display-limit", "0", "--output-width", "400",
-             "--fail-on", "error", *map(str, inputs)],
-            cwd=workdir, log=log, env={"LC_ALL": "C.UTF-8"}, tick=hooks.tick,
-            cancelled=hooks.cancelled, tick_interval=hooks.interval,
+            [
+                "lintian",
+                "--display-info",
+                "--tag-display-limit",
+                "0",
+                "--output-width",
+                "400",
+                "--fail-on",
+                "error",
+                *map(str, inputs),
+            ],
+            cwd=workdir,
+            log=log,
+            env={"LC_ALL": "C.UTF-8"},
+            tick=hooks.tick,
+            cancelled=hooks.cancelled,
+            tick_interval=hooks.interval,
         )
 
+    def lintian_version(self) -> str:
+        return subprocess.run(
+            ["lintian", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
     def autopkgtest(
-        self, dsc: Path, debs: list[Path], *, workdir: Path, output_dir: Path, summary: Path,
-        log: Path, hooks: Hooks,
+        self,
+        dsc: Path,
+        debs: list[Path],
+        *,
+        workdir: Path,
+        output_dir: Path,
+        summary: Path,
+        log: Path,
+        hooks: Hooks,
     ) -> ProcessOutcome:
         require_tool("autopkgtest", "autopkgtest")
+        names = [_deb_package(deb) for deb in debs]
         with open(self.DPKG_LOCK, "w") as lock:
             started = time.monotonic()
             while True:
@@ -129,12 +185,51 @@ class HostExecutor:
                         raise Cancelled("cancelled while waiting for the host's dpkg lock")
                     hooks.tick(time.monotonic() - started)
                     time.sleep(1)
-            return run_tool(
-                ["autopkgtest", "--summary-file", str(summary), "--output-dir", str(output_dir),
-                 *map(str, debs), str(dsc), "--", "null"],
-                cwd=workdir, log=log, env={"LC_ALL": "C.UTF-8"}, tick=hooks.tick,
-                cancelled=hooks.cancelled, tick_interval=hooks.interval,
-            )
+            preinstalled = _installed(names)
+            try:
+                return run_tool(
+                    [
+                        "autopkgtest",
+                        "--summary-file",
+                        str(summary),
+                        "--output-dir",
+                        str(output_dir),
+                        *map(str, debs),
+                        str(dsc),
+                        "--",
+                        "null",
+                    ],
+                    cwd=workdir,
+                    log=log,
+                    env={"LC_ALL": "C.UTF-8"},
+                    tick=hooks.tick,
+                    cancelled=hooks.cancelled,
+                    tick_interval=hooks.interval,
+                )
+            finally:
+                # The null testbed leaves the tested packages installed on the host: remove them.
+                leftover = sorted(set(_installed(names)) - set(preinstalled))
+                if leftover:
+                    subprocess.run(["dpkg", "--purge", *leftover], capture_output=True, check=False)
+
+
+def _deb_package(deb: Path) -> str:
+    return subprocess.run(
+        ["dpkg-deb", "--field", str(deb), "Package"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _installed(names: list[str]) -> list[str]:
+    """Which of `names` dpkg has installed right now."""
+    if not names:
+        return []
+    query = subprocess.run(
+        ["dpkg-query", "--show", "--showformat", "${Package} ${db:Status-Status}\\n", *names],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")]
 
 
 def make_executor(name: str) -> Executor:

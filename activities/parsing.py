@@ -7,8 +7,16 @@ import re
 from models.artifacts import AutopkgtestTestResult, LintianTag
 from models.payloads import TaskResult
 
-SEVERITIES = {"E": "error", "W": "warning", "I": "info", "P": "pedantic", "X": "experimental",
-              "O": "overridden", "C": "classification", "M": "masked"}
+SEVERITIES = {
+    "E": "error",
+    "W": "warning",
+    "I": "info",
+    "P": "pedantic",
+    "X": "experimental",
+    "O": "overridden",
+    "C": "classification",
+    "M": "masked",
+}
 
 # "W: hello-debflow source: tag-name note…" or "E: hello-debflow: tag-name note…"
 LINTIAN_LINE = re.compile(
@@ -42,7 +50,9 @@ def lintian_counts(tags: list[LintianTag]) -> dict[str, int]:
 
 
 # "greets               PASS" / "fails                FAIL non-zero exit status 1"
-SUMMARY_LINE = re.compile(r"^(?P<name>\S+)\s+(?P<status>PASS|FAIL|SKIP|FLAKY|NEUTRAL)(?:\s+(?P<details>.*))?$")
+SUMMARY_LINE = re.compile(
+    r"^(?P<name>\S+)\s+(?P<status>PASS|FAIL|SKIP|FLAKY|NEUTRAL)(?:\s+(?P<details>.*))?$"
+)
 
 
 def parse_autopkgtest_summary(text: str) -> dict[str, AutopkgtestTestResult]:

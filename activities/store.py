@@ -112,8 +112,7 @@ class ArtifactStore:
                 new_blobs += [b.sha256 for b in stored.values() if b.created]
                 blobs.append(stored)
             with self.sessions.begin() as session:
-                ids = self._insert(session, artifacts, validated, blobs, workflow_id, activity_id,
-                                   expires_at)
+                ids = self._insert(session, artifacts, validated, blobs, workflow_id, activity_id, expires_at)
                 self._relate(session, ids, relations)
             return ids
         except BaseException:
@@ -170,7 +169,7 @@ class ArtifactStore:
             .on_conflict_do_nothing(index_elements=["sha256"])
         )
         rows = session.execute(select(File.sha256, File.id).where(File.sha256.in_(unique)))
-        return dict(rows.tuples())
+        return {sha: file_id for sha, file_id in rows}
 
     @staticmethod
     def _relate(session: Session, ids: list[int], relations: Iterable[Relation]) -> None:

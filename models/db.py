@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from sqlalchemy import BigInteger, DateTime, MetaData, create_engine, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, mapped_column, sessionmaker, Session
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

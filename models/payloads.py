@@ -14,8 +14,10 @@ class Check(enum.StrEnum):
 
 
 class TaskStatus(enum.StrEnum):
-    """Where a task ended (Debusine's vocabulary)."""
+    """Where a task is (Debusine's vocabulary)."""
 
+    PENDING = "pending"
+    RUNNING = "running"
     COMPLETED = "completed"
     SKIPPED = "skipped"
     ERROR = "error"
@@ -31,6 +33,15 @@ class TaskResult(enum.StrEnum):
 # --- the upload pipeline workflow ---------------------------------------------------------------
 
 
+class TaskTimeouts(BaseModel):
+    """Start-to-close timeouts per task type and the heartbeat timeout of long tasks, in seconds."""
+
+    build_s: float = 3 * 3600
+    lintian_s: float = 3600
+    autopkgtest_s: float = 2 * 3600
+    heartbeat_s: float = 60
+
+
 class UploadPipelineInput(BaseModel):
     """Start an upload pipeline; documented in README as the JSON for `temporal workflow start`."""
 
@@ -38,16 +49,24 @@ class UploadPipelineInput(BaseModel):
     suite: str = "bookworm"
     architectures: list[str] = Field(default_factory=lambda: ["amd64"])
     checks: list[Check] = Field(default_factory=lambda: list(Check))
+    timeouts: TaskTimeouts = Field(default_factory=TaskTimeouts)
+
+
+FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.ERROR})
 
 
 class TaskReport(BaseModel):
     name: str
     architecture: str
     status: TaskStatus
-    result: TaskResult
+    result: TaskResult | None = None
     artifact_ids: list[int] = Field(default_factory=list)
     duration_s: float = 0.0
     summary: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
 
 
 class UploadReport(BaseModel):
@@ -63,10 +82,9 @@ class UploadReport(BaseModel):
 class PipelineProgress(BaseModel):
     """Answer of the `progress` query."""
 
-    total: int
-    finished: int
-    running: list[str]
-    tasks: list[TaskReport]
+    source: str = ""
+    version: str = ""
+    tasks: list[TaskReport] = Field(default_factory=list)
 
 
 # --- activities ---------------------------------------------------------------------------------
@@ -115,18 +133,17 @@ class CheckInput(BaseModel):
     architecture: str
 
 
-class LintianResult(BaseModel):
+class CheckResult(BaseModel):
     result: TaskResult
     artifact_id: int
+    duration_s: float
+    summary: str
+
+
+class LintianResult(CheckResult):
     counts: dict[str, int]
-    duration_s: float
-    summary: str
 
 
-class AutopkgtestResult(BaseModel):
-    result: TaskResult
+class AutopkgtestResult(CheckResult):
     exit_code: int
-    artifact_id: int
     tests: dict[str, str]
-    duration_s: float
-    summary: str

@@ -76,9 +76,7 @@ class FileInArtifact(Base):
 
     __tablename__ = "file_in_artifact"
 
-    artifact_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact.id", ondelete="CASCADE"), primary_key=True
-    )
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifact.id", ondelete="CASCADE"), primary_key=True)
     path: Mapped[str] = mapped_column(Text, primary_key=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("file.id", ondelete="RESTRICT"), index=True)
 
@@ -86,9 +84,7 @@ class FileInArtifact(Base):
     file: Mapped[File] = relationship()
 
     __table_args__ = (
-        CheckConstraint(
-            "path <> '' AND path !~ '(^/|(^|/)\\.\\.?(/|$))'", name="path_relative"
-        ),
+        CheckConstraint("path <> '' AND path !~ '(^/|(^|/)\\.\\.?(/|$))'", name="path_relative"),
     )
 
 
@@ -99,16 +95,12 @@ class ArtifactRelation(Base):
 
     id: Mapped[BigId]
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifact.id", ondelete="CASCADE"))
-    target_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact.id", ondelete="CASCADE"), index=True
-    )
+    target_id: Mapped[int] = mapped_column(ForeignKey("artifact.id", ondelete="CASCADE"), index=True)
     type: Mapped[str] = mapped_column(String(16))
 
     __table_args__ = (
         UniqueConstraint("artifact_id", "target_id", "type"),
-        CheckConstraint(
-            "type IN ('built-using', 'extends', 'relates-to')", name="type_known"
-        ),
+        CheckConstraint("type IN ('built-using', 'extends', 'relates-to')", name="type_known"),
     )
 
 

@@ -41,8 +41,7 @@ def _system_user() -> str | None:
         pwd.getpwnam(POSTGRES_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-             POSTGRES_SYSTEM_USER],
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", POSTGRES_SYSTEM_USER],
             check=True,
             capture_output=True,
         )
@@ -85,21 +84,50 @@ class EmbeddedPostgres:
         if not (self.data / "PG_VERSION").exists():
             if self.data.exists():
                 shutil.rmtree(self.data)
-            self._run(["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                       "--encoding=UTF8", "--locale=C.UTF-8"])
+            self._run(
+                [
+                    "initdb",
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
         elif (self.data / "postmaster.pid").exists():
             # A server left running by an earlier session that was killed: stop it before starting ours.
             subprocess.run(
                 [str(postgres_bin_dir() / "pg_ctl"), "-D", str(self.data), "stop", "-m", "fast"],
-                user=self.user, capture_output=True, cwd=self.root,
+                user=self.user,
+                capture_output=True,
+                cwd=self.root,
             )
         log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
         self._chown(self.root / "postgres.log")
         self.process = subprocess.Popen(
-            [str(postgres_bin_dir() / "postgres"), "-D", str(self.data), "-p", str(self.port),
-             "-h", "127.0.0.1", "-k", str(self.root), "-c", "max_connections=200",
-             "-c", "fsync=on", "-c", "log_lock_waits=on"],
-            user=self.user, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            [
+                str(postgres_bin_dir() / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(self.root),
+                "-c",
+                "max_connections=200",
+                "-c",
+                "fsync=on",
+                "-c",
+                "log_lock_waits=on",
+            ],
+            user=self.user,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
             start_new_session=True,
         )
         log.close()
@@ -114,8 +142,9 @@ class EmbeddedPostgres:
                 tail = (self.root / "postgres.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"PostgreSQL exited at start-up:\n{tail}")
             try:
-                with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
-                                     connect_timeout=2):
+                with psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", connect_timeout=2
+                ):
                     return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

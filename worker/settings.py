@@ -13,14 +13,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Release architectures and the ports most often built for them; an unknown name is bad input.
 DEBIAN_ARCHITECTURES = (
-    "all amd64 arm64 armel armhf i386 mips64el ppc64el riscv64 s390x "
-    "alpha hppa ia64 loong64 m68k powerpc ppc64 sh4 sparc64 x32 hurd-amd64 hurd-i386"
-).split()
+    *("all", "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x"),
+    *("alpha", "hppa", "ia64", "loong64", "m68k", "powerpc", "ppc64", "sh4", "sparc64", "x32"),
+    *("hurd-amd64", "hurd-i386"),
+)
 
 DEBIAN_SUITES = (
-    "bookworm trixie forky sid unstable testing stable oldstable experimental "
-    "bookworm-backports trixie-backports"
-).split()
+    *("bookworm", "trixie", "forky", "sid", "unstable", "testing", "stable", "oldstable"),
+    *("experimental", "bookworm-backports", "trixie-backports"),
+)
 
 
 class Settings(BaseSettings):

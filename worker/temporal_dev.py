@@ -47,8 +47,16 @@ class TemporalDevConfig(BaseModel):
         """Arguments after `temporal server start-dev`; without ports for WorkflowEnvironment.start_local."""
         args: list[str] = ["--log-level", self.log_level]
         if with_ports:
-            args += ["--ip", self.ip, "--port", str(self.port), "--ui-port", str(self.ui_port),
-                     "--namespace", self.namespace]
+            args += [
+                "--ip",
+                self.ip,
+                "--port",
+                str(self.port),
+                "--ui-port",
+                str(self.ui_port),
+                "--namespace",
+                self.namespace,
+            ]
         if state_dir is not None:
             args += ["--db-filename", str(state_dir / self.db_file)]
         for key, value in self.sqlite_pragmas.items():
@@ -77,5 +85,7 @@ def start_dev_server(config: TemporalDevConfig, state_dir: Path, log: Path) -> s
     with open(log, "ab") as out:
         return subprocess.Popen(
             [temporal_binary(), "server", "start-dev", *config.server_args(state_dir=state_dir)],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from models.db import Base, make_engine
 from models import tables  # noqa: F401 - registers the tables on Base.metadata
+from models.db import Base, make_engine
 
 config = context.config
 engine = make_engine(config.get_main_option("sqlalchemy.url") or "")

@@ -1,0 +1,1 @@
+"""Programmatic starts, progress, reports and the `debflow` command line."""

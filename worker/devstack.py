@@ -1,0 +1,159 @@
+"""`debflow dev`: the embedded Temporal dev server, PostgreSQL and a worker, supervised together."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from models.migrate import upgrade
+from worker.connect import connect_temporal, dev_config, external_temporal
+from worker.postgres import EmbeddedPostgres
+from worker.settings import Settings
+from worker.temporal_dev import start_dev_server
+
+
+class DevStack:
+    """Starts what is not configured externally, records where it is, and stops it again."""
+
+    def __init__(self, settings: Settings, *, workers: int = 1, say: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.say = say
+        self.postgres: EmbeddedPostgres | None = None
+        self.temporal: subprocess.Popen[bytes] | None = None
+        self.worker_processes: list[subprocess.Popen[bytes]] = []
+        self.database_url = ""
+        self.temporal_address = ""
+        self.namespace = "default"
+        self.ui_url: str | None = None
+
+    def start(self) -> None:
+        state = self.settings.state_dir.resolve()
+        state.mkdir(parents=True, exist_ok=True)
+        logs = state / "logs"
+        logs.mkdir(exist_ok=True)
+        if self.settings.stack_file.exists():
+            self._stop_recorded()
+        try:
+            self._start_database(state)
+            self._start_temporal(state, logs)
+            self._record()
+            for index in range(self.workers):
+                self.start_worker(logs / f"worker-{index}.log")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_database(self, state: Path) -> None:
+        if self.settings.database_url:
+            self.database_url = self.settings.database_url
+        else:
+            self.postgres = EmbeddedPostgres(state / "postgres", self.settings.postgres_port)
+            self.postgres.start()
+            self.database_url = self.postgres.url
+            self.say(f"PostgreSQL   {self.database_url} (embedded, data in {state / 'postgres'})")
+        upgrade(self.database_url)
+
+    def _start_temporal(self, state: Path, logs: Path) -> None:
+        external = external_temporal(self.settings)
+        if external is not None:
+            self.temporal_address = external["target_host"]
+            self.namespace = external.get("namespace", "default")
+            self.say(f"Temporal     {self.temporal_address} (external)")
+            return
+        config = dev_config(self.settings)
+        self.temporal = start_dev_server(config, state, logs / "temporal.log")
+        self.temporal_address, self.namespace = config.address, config.namespace
+        self.ui_url = config.ui_url()
+        asyncio.run(self._wait_for_temporal(logs / "temporal.log"))
+        self.say(f"Temporal     {self.temporal_address} (embedded dev server, db {state / config.db_file})")
+        self.say(f"Temporal UI  {self.ui_url}")
+
+    async def _wait_for_temporal(self, log: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.temporal is not None and self.temporal.poll() is not None:
+                raise RuntimeError(
+                    f"the Temporal dev server exited; see {log}:\n" + log.read_text(errors="replace")[-1500:]
+                )
+            try:
+                await connect_temporal({"target_host": self.temporal_address, "namespace": self.namespace})
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.3)
+
+    def _record(self) -> None:
+        record = {
+            "temporal_address": self.temporal_address,
+            "namespace": self.namespace,
+            "database_url": self.database_url,
+            "pid": str(os.getpid()),
+        }
+        if self.ui_url:
+            record["ui_url"] = self.ui_url
+        self.settings.stack_file.write_text(json.dumps(record, indent=2))
+
+    def _stop_recorded(self) -> None:
+        """A stack file left by another `debflow dev`: refuse if it still runs, else forget it."""
+        pid = self.settings.dev_stack().get("pid")
+        if pid and pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                pass
+            else:
+                raise RuntimeError(f"`debflow dev` already runs (pid {pid}); stop it first")
+        self.settings.stack_file.unlink(missing_ok=True)
+
+    def start_worker(self, log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "client.cli", "worker"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "DEBFLOW_STATE_DIR": str(self.settings.state_dir.resolve())},
+                start_new_session=True,
+            )
+        self.worker_processes.append(process)
+        return process
+
+    def restart_dead_workers(self) -> list[int]:
+        """Replace worker processes that exited; returns the pids that were replaced."""
+        dead = [p for p in self.worker_processes if p.poll() is not None]
+        for process in dead:
+            self.worker_processes.remove(process)
+            self.start_worker(self.settings.state_dir.resolve() / "logs" / f"worker-{process.pid}.log")
+        return [p.pid for p in dead]
+
+    def stop(self) -> None:
+        for process in self.worker_processes:
+            _terminate(process, signal.SIGTERM, 20)
+        self.worker_processes.clear()
+        if self.temporal is not None:
+            _terminate(self.temporal, signal.SIGINT, 20)
+            self.temporal = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        if self.settings.dev_stack().get("pid") == str(os.getpid()):
+            self.settings.stack_file.unlink(missing_ok=True)
+
+
+def _terminate(process: subprocess.Popen[bytes], sig: signal.Signals, timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

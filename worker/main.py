@@ -1,0 +1,78 @@
+"""Building and running a worker process: activities, workflows, the executor and the database."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.debian_tasks import DebianTasks
+from activities.executors import make_executor
+from activities.store import ArtifactStore
+from models.db import make_engine, make_sessionmaker
+from worker.settings import Settings
+from workflows.upload_pipeline import UploadPipelineWorkflow
+
+WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow,)
+
+log = logging.getLogger("debflow.worker")
+
+
+def build_worker(
+    client: Client, settings: Settings, database_url: str, *, task_queue: str | None = None
+) -> tuple[Worker, concurrent.futures.ThreadPoolExecutor]:
+    """A worker polling `task_queue` for workflows and activities; the caller shuts the pool down."""
+    engine = make_engine(database_url, pool_size=settings.max_concurrent_activities + 1)
+    sessions = make_sessionmaker(engine)
+    tasks = DebianTasks(
+        sessions=sessions,
+        store=ArtifactStore(settings.store_dir, sessions),
+        executor=make_executor(settings.executor),
+        scratch_dir=settings.scratch_dir,
+        heartbeat_interval=settings.heartbeat_interval,
+        expiration_days=settings.artifact_expiration_days,
+    )
+    # Activities are synchronous (subprocesses, SQLAlchemy); each runs in a thread of this pool.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities)
+    worker = Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=list(WORKFLOWS),
+        activities=tasks.all(),
+        activity_executor=pool,
+        max_concurrent_activities=settings.max_concurrent_activities,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+    return worker, pool
+
+
+async def run_worker(
+    client: Client, settings: Settings, database_url: str, task_queue: str | None = None
+) -> None:
+    worker, pool = build_worker(client, settings, database_url, task_queue=task_queue)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Finish what can finish, then stop polling; Temporal retries whatever was interrupted.
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+    try:
+        log.info("worker polling %s", task_queue or settings.task_queue)
+        await worker.run()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def main_sync(settings: Settings, task_queue: str | None = None) -> None:
+    from worker.connect import connect_temporal, resolve
+
+    async def go() -> None:
+        endpoints = resolve(settings)
+        client = await connect_temporal(endpoints.temporal)
+        await run_worker(client, settings, endpoints.database_url, task_queue)
+
+    asyncio.run(go())

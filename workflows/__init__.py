@@ -1,0 +1,1 @@
+"""Deterministic orchestration: what runs, in which order, with which timeouts and retries."""
