@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import shutil
+import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from debian.debfile import DebFile
+from debian.deb822 import Changes, Deb822
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
@@ -234,8 +236,6 @@ class DebianTasks:
         )
 
     def _changes_artifact(self, changes: Path, debs: list[Path]) -> NewArtifact:
-        from debian.deb822 import Changes
-
         with open(changes) as f:
             fields = Changes(f)
         listed = {entry["name"] for entry in fields.get("Files", [])}
@@ -256,7 +256,8 @@ class DebianTasks:
 
     @staticmethod
     def _binary_data(deb: Path) -> BinaryPackageData:
-        control = DebFile(str(deb)).debcontrol()
+        fields = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, check=True).stdout
+        control = Deb822(fields)
         source_field = control.get("Source", control["Package"])
         source, _, source_version = source_field.partition(" ")
         return BinaryPackageData(
@@ -396,5 +397,5 @@ class DebianTasks:
             summary=summary,
         )
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.describe_upload, self.build_package, self.run_lintian, self.run_autopkgtest]

@@ -59,9 +59,12 @@ def check_dsc(dsc_path: Path, *, max_bytes: int) -> CheckedSource:
     if size > max_bytes:
         raise BadUpload(f"{dsc_path.name} is larger than the limit of {max_bytes} bytes")
     try:
-        with open(dsc_path, "rb") as f:
-            dsc = Dsc(f)
-    except (UnicodeDecodeError, ValueError) as e:
+        text = dsc_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadUpload(f"{dsc_path.name} cannot be parsed: it is not UTF-8 text") from None
+    try:
+        dsc = Dsc(text)
+    except ValueError as e:
         raise BadUpload(f"{dsc_path.name} cannot be parsed: {e}") from None
     for field in ("Source", "Version", "Format", "Checksums-Sha256"):
         if not dsc.get(field):

@@ -182,7 +182,7 @@ class HostExecutor:
                     break
                 except BlockingIOError:
                     if hooks.cancelled():
-                        raise Cancelled("cancelled while waiting for the host's dpkg lock")
+                        raise Cancelled("cancelled while waiting for the host's dpkg lock") from None
                     hooks.tick(time.monotonic() - started)
                     time.sleep(1)
             preinstalled = _installed(names)

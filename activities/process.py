@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,10 +55,8 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 def _reap_leftovers(pgid: int) -> None:
     """Kill what the tool left running in its group (daemons started by tests, stuck children)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def run_tool(

@@ -7,8 +7,10 @@ import concurrent.futures
 import logging
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -24,10 +26,23 @@ WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow,)
 log = logging.getLogger("debflow.worker")
 
 
+@dataclass
+class DebflowWorker:
+    """A Temporal worker and the resources its activities use; `close` after it stopped."""
+
+    worker: Worker
+    pool: concurrent.futures.ThreadPoolExecutor
+    engine: Engine
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.engine.dispose()
+
+
 def build_worker(
     client: Client, settings: Settings, database_url: str, *, task_queue: str | None = None
-) -> tuple[Worker, concurrent.futures.ThreadPoolExecutor]:
-    """A worker polling `task_queue` for workflows and activities; the caller shuts the pool down."""
+) -> DebflowWorker:
+    """A worker polling `task_queue` (default: the settings') for workflows and activities."""
     engine = make_engine(database_url, pool_size=settings.max_concurrent_activities + 1)
     sessions = make_sessionmaker(engine)
     tasks = DebianTasks(
@@ -49,13 +64,14 @@ def build_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
-    return worker, pool
+    return DebflowWorker(worker, pool, engine)
 
 
 async def run_worker(
     client: Client, settings: Settings, database_url: str, task_queue: str | None = None
 ) -> None:
-    worker, pool = build_worker(client, settings, database_url, task_queue=task_queue)
+    parts = build_worker(client, settings, database_url, task_queue=task_queue)
+    worker = parts.worker
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         # Finish what can finish, then stop polling; Temporal retries whatever was interrupted.
@@ -64,7 +80,7 @@ async def run_worker(
         log.info("worker polling %s", task_queue or settings.task_queue)
         await worker.run()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        parts.close()
 
 
 def main_sync(settings: Settings, task_queue: str | None = None) -> None:

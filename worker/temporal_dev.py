@@ -43,29 +43,33 @@ class TemporalDevConfig(BaseModel):
     def ui_url(self, host: str = "localhost") -> str:
         return f"http://{host}:{self.ui_port}"
 
-    def server_args(self, *, state_dir: Path | None, with_ports: bool = True) -> list[str]:
-        """Arguments after `temporal server start-dev`; without ports for WorkflowEnvironment.start_local."""
-        args: list[str] = ["--log-level", self.log_level]
-        if with_ports:
-            args += [
-                "--ip",
-                self.ip,
-                "--port",
-                str(self.port),
-                "--ui-port",
-                str(self.ui_port),
-                "--namespace",
-                self.namespace,
-            ]
+    def server_args(self, *, state_dir: Path | None) -> list[str]:
+        """Arguments after `temporal server start-dev`."""
+        args = [
+            "--ip",
+            self.ip,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            self.log_level,
+        ]
         if state_dir is not None:
             args += ["--db-filename", str(state_dir / self.db_file)]
+        for key, kind in self.search_attributes.items():
+            args += ["--search-attribute", f"{key}={kind}"]
+        return args + self.tuning_args()
+
+    def tuning_args(self) -> list[str]:
+        """SQLite pragmas and dynamic config: also given to WorkflowEnvironment.start_local in tests."""
+        args: list[str] = []
         for key, value in self.sqlite_pragmas.items():
             args += ["--sqlite-pragma", f"{key}={value}"]
         for key, value in self.dynamic_config.items():
             args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
-        if with_ports:
-            for key, kind in self.search_attributes.items():
-                args += ["--search-attribute", f"{key}={kind}"]
         return args
 
 

@@ -227,7 +227,7 @@ class UploadPipelineWorkflow:
         label = f"{name} {upload.source} {upload.version} {arch}"
         self._set(key, status=TaskStatus.RUNNING, summary=label)
         try:
-            result = await workflow.execute_activity(
+            result: BuildResult | CheckResult = await workflow.execute_activity(
                 activity,
                 arg,
                 result_type=result_type,

@@ -1,0 +1,81 @@
+"""`debflow dev`: embedded Temporal + PostgreSQL + a worker, and runs that survive a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import yaml
+from temporalio.client import WorkflowExecutionStatus
+
+from models.payloads import UploadPipelineInput
+from tests.conftest import world_readable_tempdir
+from worker.connect import connect_temporal
+from worker.devstack import DevStack
+from worker.postgres import free_port
+from worker.settings import PROJECT_ROOT, Settings
+from worker.temporal_dev import TemporalDevConfig
+from workflows import search_attributes as sa
+from workflows.upload_pipeline import UploadPipelineWorkflow
+
+
+def test_search_attributes_in_yaml_match_the_workflow_code() -> None:
+    config = TemporalDevConfig.load(PROJECT_ROOT / "temporal-dev.yaml")
+    kinds = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "TEXT": "Text", "INT": "Int"}
+    assert config.search_attributes == {k.name: kinds[k.indexed_value_type.name] for k in sa.ALL}
+
+
+def test_dev_stack_starts_and_runs_survive_a_restart() -> None:
+    state = world_readable_tempdir("debflow-test-dev-")
+    config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
+    config |= {"port": free_port(), "ui_port": free_port()}
+    (state / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
+    settings = Settings(
+        state_dir=state,
+        temporal_dev_config=state / "temporal-dev.yaml",
+        postgres_port=free_port(),
+        database_url=None,
+        temporal_address=None,
+    )
+    workflow_id = "parked-run"
+    try:
+        stack = DevStack(settings, workers=1, say=lambda _: None)
+        stack.start()
+        try:
+            assert settings.dev_stack()["database_url"] == stack.database_url
+            assert all(p.poll() is None for p in stack.worker_processes)
+            asyncio.run(_start_parked_run(stack, workflow_id))
+        finally:
+            stack.stop()
+        assert not settings.stack_file.exists()
+
+        again = DevStack(settings, workers=0, say=lambda _: None)
+        again.start()
+        try:
+            status = asyncio.run(_status(again, workflow_id))
+        finally:
+            again.stop()
+        assert status == WorkflowExecutionStatus.RUNNING
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+async def _start_parked_run(stack: DevStack, workflow_id: str) -> None:
+    """A run on a queue nobody polls stays open until the server forgets it."""
+    client = await connect_temporal({"target_host": stack.temporal_address, "namespace": stack.namespace})
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    await client.start_workflow(
+        UploadPipelineWorkflow.run,
+        UploadPipelineInput(upload_artifact_id=1),
+        id=workflow_id,
+        task_queue="nobody-polls-this",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(sa.PACKAGE, "parked")]),
+    )
+
+
+async def _status(stack: DevStack, workflow_id: str) -> WorkflowExecutionStatus | None:
+    client = await connect_temporal({"target_host": stack.temporal_address, "namespace": stack.namespace})
+    found = [w.id async for w in client.list_workflows('DebflowPackage="parked"')]
+    assert found == [workflow_id]
+    return (await client.get_workflow_handle(workflow_id).describe()).status
