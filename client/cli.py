@@ -50,7 +50,9 @@ def dev(workers: Annotated[int, typer.Option(help="worker processes to start")] 
             nonlocal stopped
             stopped = True
 
+        # Explicit handlers: a shell's background job starts with SIGINT ignored.
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         while not stopped:
             for pid in stack.restart_dead_workers():
                 console.print(f"worker {pid} exited; started another")
