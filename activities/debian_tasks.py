@@ -16,13 +16,13 @@ from debian.deb822 import Changes, Deb822
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 
-from activities.dsc import BadUpload
-from activities.executors import Executor, Hooks, UnsupportedArchitecture
+from activities.errors import translate_errors
+from activities.executors import Executor, Hooks
 from activities.history import record_task
 from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
-from activities.process import Cancelled, ProcessOutcome, ToolMissing
+from activities.process import ProcessOutcome
 from activities.store import ArtifactStore, NewArtifact, Relation
 from models.artifacts import (
     AutopkgtestData,
@@ -49,17 +49,6 @@ MAX_OUTPUT_FILE = 64 * 1024 * 1024
 
 def _no_epoch(version: str) -> str:
     return version.split(":", 1)[-1]
-
-
-@contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    """Deterministic problems become non-retryable errors with a clear message."""
-    try:
-        yield
-    except (ToolMissing, UnsupportedArchitecture, BadUpload, LookupError) as e:
-        raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from e
-    except Cancelled as e:
-        raise CancelledError(str(e)) from e
 
 
 class DebianTasks:
@@ -149,7 +138,7 @@ class DebianTasks:
 
     @activity.defn(name="describe_upload")
     def describe_upload(self, params: DescribeUploadInput) -> UploadDescription:
-        with _translate_errors(), self.sessions() as session:
+        with translate_errors(), self.sessions() as session:
             row = session.scalar(select(Artifact).where(Artifact.id == params.upload_artifact_id))
             if row is None or row.category != "debian:source-package":
                 raise LookupError(f"artifact {params.upload_artifact_id} is not a debian:source-package")
@@ -166,7 +155,7 @@ class DebianTasks:
     @activity.defn(name="build_package")
     def build_package(self, params: BuildInput) -> BuildResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        with _translate_errors(), self._workspace() as work:
+        with translate_errors(), self._workspace() as work:
             dsc = self._source_files(params.upload_artifact_id, work / "in")
             log = work / f"{params.source}_{_no_epoch(params.version)}_{params.architecture}.build"
             out = self.executor.build(
@@ -281,7 +270,7 @@ class DebianTasks:
     @activity.defn(name="run_lintian")
     def run_lintian(self, params: CheckInput) -> LintianResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        with _translate_errors(), self._workspace() as work:
+        with translate_errors(), self._workspace() as work:
             dsc, debs = self._binaries(params, work)
             log = work / "lintian.txt"
             outcome = self.executor.lintian([dsc, *debs], workdir=work, log=log, hooks=self._hooks("lintian"))
@@ -328,7 +317,7 @@ class DebianTasks:
     @activity.defn(name="run_autopkgtest")
     def run_autopkgtest(self, params: CheckInput) -> AutopkgtestResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        with _translate_errors(), self._workspace() as work:
+        with translate_errors(), self._workspace() as work:
             dsc, debs = self._binaries(params, work)
             output_dir, summary_file, log = work / "out", work / "summary", work / "autopkgtest.log"
             outcome = self.executor.autopkgtest(

@@ -14,14 +14,17 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.campaign_tasks import CampaignTasks
 from activities.debian_tasks import DebianTasks
 from activities.executors import make_executor
 from activities.store import ArtifactStore
 from models.db import make_engine, make_sessionmaker
 from worker.settings import Settings
+from workflows.campaign import CampaignWorkflow
+from workflows.campaign_batch import CampaignBatchWorkflow
 from workflows.upload_pipeline import UploadPipelineWorkflow
 
-WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow,)
+WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow, CampaignWorkflow, CampaignBatchWorkflow)
 
 log = logging.getLogger("debflow.worker")
 
@@ -45,12 +48,19 @@ def build_worker(
     """A worker polling `task_queue` (default: the settings') for workflows and activities."""
     engine = make_engine(database_url, pool_size=settings.max_concurrent_activities + 1)
     sessions = make_sessionmaker(engine)
+    store = ArtifactStore(settings.store_dir, sessions)
     tasks = DebianTasks(
         sessions=sessions,
-        store=ArtifactStore(settings.store_dir, sessions),
+        store=store,
         executor=make_executor(settings.executor),
         scratch_dir=settings.scratch_dir,
         heartbeat_interval=settings.heartbeat_interval,
+        expiration_days=settings.artifact_expiration_days,
+    )
+    campaigns = CampaignTasks(
+        sessions=sessions,
+        store=store,
+        scratch_dir=settings.scratch_dir,
         expiration_days=settings.artifact_expiration_days,
     )
     # Activities are synchronous (subprocesses, SQLAlchemy); each runs in a thread of this pool.
@@ -59,7 +69,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=tasks.all(),
+        activities=[*tasks.all(), *campaigns.all()],
         activity_executor=pool,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),

@@ -8,5 +8,6 @@ SUITE = SearchAttributeKey.for_keyword("DebflowSuite")
 KIND = SearchAttributeKey.for_keyword("DebflowKind")
 RESULT = SearchAttributeKey.for_keyword("DebflowResult")
 ARCHITECTURES = SearchAttributeKey.for_keyword_list("DebflowArchitectures")
+REGRESSIONS = SearchAttributeKey.for_int("DebflowRegressions")
 
-ALL = (PACKAGE, VERSION, SUITE, KIND, RESULT, ARCHITECTURES)
+ALL = (PACKAGE, VERSION, SUITE, KIND, RESULT, ARCHITECTURES, REGRESSIONS)

@@ -6,7 +6,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -28,18 +27,8 @@ with workflow.unsafe.imports_passed_through():
         UploadReport,
     )
     from workflows import search_attributes as sa
+    from workflows.policies import DB_RETRY, TOOL_RETRY
 
-# Deterministic failures are raised non-retryable by the activities themselves; everything else
-# (a worker that died, a database restart, a testbed failure) is retried with backoff.
-TOOL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=2),
-    maximum_attempts=3,
-)
-DB_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
-)
 TASK_NAMES = ("build", "lintian", "autopkgtest")
 
 

@@ -1,0 +1,299 @@
+"""Activities of campaigns: planning from the suite, sharing reference results, running tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import BigInteger, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import Text
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from activities import simulated
+from activities.errors import translate_errors
+from activities.history import record_task
+from activities.store import ArtifactStore, NewArtifact
+from models.artifacts import AutopkgtestData, AutopkgtestTestResult
+from models.campaign import (
+    CampaignPlan,
+    CampaignTarget,
+    ClaimReferencesInput,
+    ClaimReferencesResult,
+    PlanInput,
+    RunResult,
+    StoreReferencesInput,
+    RunInput,
+    RunOutcome,
+)
+
+QA_RESULTS = "debian:qa-results"
+EXIT_CODES = {RunResult.PASS: 0, RunResult.FAIL: 4, RunResult.NEUTRAL: 8}
+
+_ENSURE_COLLECTION = text(
+    "INSERT INTO collection (name, category, retains_artifacts) VALUES (:suite, :category, true) "
+    "ON CONFLICT (category, name) DO NOTHING"
+)
+_COLLECTION_ID = text("SELECT id FROM collection WHERE category = :category AND name = :suite")
+# Rows are locked in name order and claims inserted in name order, so two batches claiming
+# overlapping keys wait for each other instead of deadlocking.
+_LOCK_ITEMS = text(
+    "SELECT id, name, data FROM collection_item WHERE collection_id = :cid AND removed_at IS NULL "
+    "AND name = ANY(:names) ORDER BY name FOR UPDATE"
+).bindparams(bindparam("names", type_=ARRAY(Text)))
+_RETIRE = text(
+    "UPDATE collection_item SET removed_at = now(), removed_by_workflow = :owner "
+    "WHERE id = ANY(:ids) AND removed_at IS NULL"
+)
+_CLAIM = text(
+    "INSERT INTO collection_item (collection_id, name, category, data, created_by_workflow) "
+    "SELECT :cid, c.name, 'debian:qa-result', c.data, :owner "
+    "FROM unnest(:names, :datas) AS c(name, data) ORDER BY c.name "
+    "ON CONFLICT (collection_id, name) WHERE removed_at IS NULL DO NOTHING RETURNING name"
+).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("datas", type_=ARRAY(JSONB)))
+_STORE = text(
+    "UPDATE collection_item AS i SET data = r.data, artifact_id = r.artifact_id "
+    "FROM unnest(:names, :datas, :artifacts) AS r(name, data, artifact_id) "
+    "WHERE i.collection_id = :cid AND i.name = r.name AND i.removed_at IS NULL "
+    "AND i.data ->> 'owner' = :owner AND i.data IS DISTINCT FROM r.data"
+).bindparams(
+    bindparam("names", type_=ARRAY(Text)),
+    bindparam("datas", type_=ARRAY(JSONB)),
+    bindparam("artifacts", type_=ARRAY(BigInteger)),
+)
+
+
+def _collection_id(session: Session, suite: str) -> int:
+    session.execute(_ENSURE_COLLECTION, {"suite": suite, "category": QA_RESULTS})
+    return int(session.execute(_COLLECTION_ID, {"suite": suite, "category": QA_RESULTS}).scalar_one())
+
+
+class CampaignTasks:
+    """Campaign activities over one database and artifact store."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        scratch_dir: Path,
+        expiration_days: int,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.scratch_dir = scratch_dir
+        self.expiration_days = expiration_days
+
+    @activity.defn(name="plan_campaign")
+    def plan_campaign(self, params: PlanInput) -> CampaignPlan:
+        from activities.suite import reverse_dependency_targets, source_binaries, suite_state
+
+        with translate_errors(), self.sessions() as session:
+            state = suite_state(session=session, suite=params.suite)
+            binaries = (
+                params.trigger_binaries
+                or source_binaries(session=session, suite=params.suite, source=params.trigger_source)[1]
+            )
+            targets = reverse_dependency_targets(
+                session=session,
+                suite=params.suite,
+                binaries=binaries,
+                architecture=params.architecture,
+                include_source=params.trigger_source,
+            )
+        return CampaignPlan(
+            suite_state=state,
+            trigger_binaries=list(binaries),
+            targets=[CampaignTarget(source=t.source, version=t.version) for t in targets],
+        )
+
+    @activity.defn(name="claim_references")
+    def claim_references(self, params: ClaimReferencesInput) -> ClaimReferencesResult:
+        """Reuse fresh references, claim missing or stale ones, and name those others run now."""
+        if not params.keys:
+            return ClaimReferencesResult()
+        suites = {k.suite for k in params.keys}
+        if len(suites) != 1:
+            raise ApplicationError("references of one claim must share a suite", non_retryable=True)
+        now = dt.datetime.now(dt.UTC)
+        oldest = now - dt.timedelta(days=params.max_age_days)
+        keys = {k.name: k for k in params.keys}
+        result = ClaimReferencesResult()
+        with self.sessions.begin() as session:
+            session.execute(text("SET LOCAL lock_timeout = '10s'"))
+            cid = _collection_id(session, suites.pop())
+            stale: list[int] = []
+            ours: list[str] = []
+            for item_id, name, data in session.execute(_LOCK_ITEMS, {"cid": cid, "names": sorted(keys)}):
+                if data.get("state") == "done":
+                    if dt.datetime.fromisoformat(data["finished_at"]) >= oldest:
+                        result.found[name] = RunOutcome.model_validate(data["outcome"])
+                    else:
+                        stale.append(item_id)
+                elif data.get("owner") == params.owner:
+                    ours.append(name)  # a retry of our own claim
+                elif dt.datetime.fromisoformat(data["lease_until"]) > now:
+                    result.waiting.append(name)
+                else:
+                    stale.append(item_id)  # its campaign stopped without storing a result
+            if stale:
+                session.execute(_RETIRE, {"ids": stale, "owner": params.owner})
+            wanted = sorted(set(keys) - set(result.found) - set(result.waiting) - set(ours))
+            lease = (now + dt.timedelta(seconds=params.lease_s)).isoformat()
+            claimed: set[str] = set()
+            if wanted:
+                datas = [
+                    self._item_data(
+                        keys[n].model_dump(), state="running", owner=params.owner, lease_until=lease
+                    )
+                    for n in wanted
+                ]
+                claimed = set(
+                    session.scalars(
+                        _CLAIM, {"cid": cid, "names": wanted, "datas": datas, "owner": params.owner}
+                    )
+                )
+            result.claimed = sorted(claimed | set(ours))
+            result.waiting = sorted(set(result.waiting) | (set(wanted) - claimed))
+        return result
+
+    @staticmethod
+    def _item_data(key: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        # task/package/architecture are what retention groups QA results by.
+        return {"task": "autopkgtest", "package": key["source"], **key, **fields}
+
+    @activity.defn(name="store_reference_results")
+    def store_reference_results(self, params: StoreReferencesInput) -> int:
+        """Record claimed references as done; returns the number of items written."""
+        if not params.keys:
+            return 0
+        finished = dt.datetime.now(dt.UTC).isoformat()
+        names = [k.name for k in params.keys]
+        datas = [
+            self._item_data(
+                k.model_dump(),
+                state="done",
+                owner=params.owner,
+                finished_at=finished,
+                outcome=params.results[k.name].model_dump(mode="json"),
+            )
+            for k in params.keys
+        ]
+        artifacts = [params.results[n].log_artifact_id for n in names]
+        with self.sessions.begin() as session:
+            cid = _collection_id(session, params.keys[0].suite)
+            written = session.execute(
+                _STORE,
+                {"cid": cid, "names": names, "datas": datas, "artifacts": artifacts, "owner": params.owner},
+            )
+            return int(written.rowcount)  # type: ignore[attr-defined]
+
+    @activity.defn(name="run_campaign_test")
+    def run_campaign_test(self, params: RunInput) -> RunOutcome:
+        if params.simulation is None:
+            raise ApplicationError(
+                "campaign tests with a real executor need the test sources from the archive, which "
+                "debflow does not fetch yet: start the campaign with --simulated",
+                type="NotSupported",
+                non_retryable=True,
+            )
+        started, clock = dt.datetime.now(dt.UTC), time.monotonic()
+        target = params.target
+        result, tests, duration = simulated.simulated_outcome(
+            params.simulation,
+            target.source,
+            target.version,
+            params.architecture,
+            params.side,
+            params.attempt,
+        )
+        self._pause(duration, activity.heartbeat, activity.is_cancelled)
+        log_id = None
+        if result is RunResult.FAIL:
+            log_id = self._store_simulated_log(params, result, tests)
+        elapsed = time.monotonic() - clock
+        record_task(
+            self.sessions,
+            task_name="simulated-autopkgtest",
+            subject=target.source,
+            context=f"{params.suite}/{params.architecture}/{params.side}",
+            workflow_id=activity.info().workflow_id,
+            started_at=started,
+            duration_s=elapsed,
+            result="success" if result is not RunResult.FAIL else "failure",
+            usage=[],
+            data={"version": target.version, "attempt": params.attempt, "simulated": True},
+        )
+        return RunOutcome(
+            result=result,
+            exit_code=EXIT_CODES[result],
+            tests=tests,
+            log_artifact_id=log_id,
+            duration_s=elapsed,
+        )
+
+    @staticmethod
+    def _pause(seconds: float, heartbeat: Callable[..., None], cancelled: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if cancelled():
+                raise CancelledError("the simulated test was cancelled")
+            heartbeat()
+            time.sleep(min(left, 1.0))
+
+    def _store_simulated_log(self, params: RunInput, result: RunResult, tests: dict[str, str]) -> int:
+        """A log saying plainly that nothing ran: failures must have logs to link from the report."""
+        target = params.target
+        lines = [
+            f"SIMULATED autopkgtest run of {target.source} {target.version} on {params.architecture}",
+            f"side: {params.side}, attempt {params.attempt}, trigger {params.trigger_source} "
+            f"{params.trigger_version}",
+            "no test was executed; outcome drawn by the simulated executor",
+        ]
+        lines += [f"{name:<20} {status}" for name, status in tests.items()]
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.scratch_dir, suffix=".log", delete=False) as f:
+            f.write("\n".join(lines) + "\n")
+        path = Path(f.name)
+        try:
+            info = activity.info()
+            data = AutopkgtestData(
+                source=target.source,
+                version=target.version,
+                architecture=params.architecture,
+                suite=params.suite,
+                result="failure",
+                exit_code=EXIT_CODES[result],
+                virt_server=simulated.NAME,
+                tests={n: AutopkgtestTestResult(status=s) for n, s in tests.items()},
+            )
+            (artifact_id,) = self.store.register(
+                [
+                    NewArtifact(
+                        "debian:autopkgtest",
+                        data,
+                        {"log": path},
+                        f"{info.workflow_id}/{info.activity_id}/log",
+                    )
+                ],
+                workflow_id=info.workflow_id,
+                activity_id=info.activity_id,
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days),
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        return artifact_id
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.plan_campaign,
+            self.claim_references,
+            self.store_reference_results,
+            self.run_campaign_test,
+        ]

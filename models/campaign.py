@@ -1,0 +1,196 @@
+"""Payloads of campaigns: an upload's reverse dependencies tested against it and against the suite."""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, Field
+
+
+class RunResult(enum.StrEnum):
+    """The verdict of one autopkgtest run, as britney2 reads exit codes."""
+
+    PASS = "PASS"  # exit 0 or 2
+    FAIL = "FAIL"  # 4, 6, 12, 14 and anything else that is not infrastructure
+    NEUTRAL = "NEUTRAL"  # 8: no test ran
+
+
+class Verdict(enum.StrEnum):
+    """A new run compared with its reference (britney2's classes, plus FLAKY after a re-run)."""
+
+    REGRESSION = "REGRESSION"
+    FLAKY = "FLAKY"
+    ALWAYSFAIL = "ALWAYSFAIL"
+    IMPROVEMENT = "IMPROVEMENT"
+    PASS = "PASS"
+    NEUTRAL = "NEUTRAL"
+    NO_REFERENCE = "NO-REFERENCE"
+
+
+class Side(enum.StrEnum):
+    NEW = "new"  # the test with the upload's binaries installed
+    REFERENCE = "reference"  # the same test against the suite alone
+
+
+class Simulation(BaseModel):
+    """Settings of the simulated executor (load tests and benchmarks only)."""
+
+    seed: int = 0
+    duration_scale: float = 0.0  # 0: instant; 1: durations of a few seconds
+
+
+class CampaignTarget(BaseModel):
+    source: str
+    version: str
+
+
+class CampaignInput(BaseModel):
+    """Start a campaign; `simulation` set means the simulated executor, never real tests."""
+
+    trigger_source: str
+    trigger_version: str
+    trigger_binaries: list[str] = Field(default_factory=list)
+    suite: str = "bookworm"
+    architectures: list[str] = Field(default_factory=lambda: ["amd64"])
+    batch_size: int = Field(default=500, ge=1, le=500)
+    batches_in_flight: int = Field(default=4, ge=1, le=50)
+    tests_in_flight: int = Field(default=200, ge=1, le=900)
+    reference_max_age_days: int = 30
+    test_timeout_s: float = 2 * 3600
+    simulation: Simulation | None = None
+
+
+class PlanInput(BaseModel):
+    trigger_source: str
+    trigger_binaries: list[str]
+    suite: str
+    architecture: str
+
+
+class CampaignPlan(BaseModel):
+    suite_state: str
+    trigger_binaries: list[str]
+    targets: list[CampaignTarget]
+
+
+class RunInput(BaseModel):
+    campaign_id: str
+    target: CampaignTarget
+    trigger_source: str
+    trigger_version: str
+    suite: str
+    suite_state: str
+    architecture: str
+    side: Side
+    attempt: int = 1
+    simulation: Simulation | None = None
+
+
+class RunOutcome(BaseModel):
+    result: RunResult
+    exit_code: int
+    tests: dict[str, str] = Field(default_factory=dict)  # test name → PASS/FAIL/SKIP/…
+    log_artifact_id: int | None = None
+    duration_s: float = 0.0
+
+
+class ReferenceKey(BaseModel):
+    source: str
+    version: str
+    architecture: str
+    suite: str
+    suite_state: str
+
+    @property
+    def name(self) -> str:
+        """The item name in the debian:qa-results collection: one reference per key."""
+        return f"{self.source}_{self.version}_{self.architecture}_{self.suite_state[:16]}"
+
+
+class ClaimReferencesInput(BaseModel):
+    keys: list[ReferenceKey]
+    owner: str  # the workflow that runs the claimed references
+    max_age_days: int
+    lease_s: float
+
+
+class ClaimReferencesResult(BaseModel):
+    found: dict[str, RunOutcome] = Field(default_factory=dict)  # key name → stored result
+    claimed: list[str] = Field(default_factory=list)  # we run these
+    waiting: list[str] = Field(default_factory=list)  # someone else runs these now
+
+
+class StoreReferencesInput(BaseModel):
+    owner: str
+    results: dict[str, RunOutcome]  # key name → outcome
+    keys: list[ReferenceKey]
+
+
+class TargetVerdict(BaseModel):
+    source: str
+    version: str
+    architecture: str
+    verdict: Verdict
+    new: RunResult
+    reference: RunResult | None
+    regressed_tests: list[str] = Field(default_factory=list)
+    new_log_artifact_id: int | None = None
+    reference_log_artifact_id: int | None = None
+    attempts: int = 1
+
+
+class BatchResult(BaseModel):
+    counts: dict[str, int] = Field(default_factory=dict)
+    notable: list[TargetVerdict] = Field(default_factory=list)  # all but PASS and NEUTRAL
+    tests_run: int = 0
+    references_reused: int = 0
+    max_history_events: int = 0
+
+    def add(self, other: BatchResult) -> None:
+        for verdict, count in other.counts.items():
+            self.counts[verdict] = self.counts.get(verdict, 0) + count
+        self.notable += other.notable
+        self.tests_run += other.tests_run
+        self.references_reused += other.references_reused
+        self.max_history_events = max(self.max_history_events, other.max_history_events)
+
+
+class BatchInput(BaseModel):
+    campaign: CampaignInput
+    campaign_id: str
+    suite_state: str
+    architecture: str
+    targets: list[CampaignTarget]
+    # What earlier runs of this batch decided, carried over continue-as-new.
+    done: BatchResult = Field(default_factory=BatchResult)
+    done_targets: int = 0
+
+
+class BatchProgress(BaseModel):
+    targets: int
+    done_targets: int
+    counts: dict[str, int]
+
+
+class CampaignProgress(BaseModel):
+    planned_targets: int = 0
+    batches: int = 0
+    batches_done: int = 0
+    running_batches: list[str] = Field(default_factory=list)
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class CampaignReport(BaseModel):
+    workflow_id: str
+    trigger_source: str
+    trigger_version: str
+    suite: str
+    architectures: list[str]
+    simulated: bool
+    targets: int
+    counts: dict[str, int]
+    notable: list[TargetVerdict]
+    tests_run: int
+    references_reused: int
+    batches: int
+    max_history_events: int

@@ -1,0 +1,43 @@
+"""How runs become verdicts: britney2's reading of autopkgtest exit codes and of new against reference."""
+
+from __future__ import annotations
+
+from models.campaign import RunResult, Verdict
+
+# autopkgtest(1): 16 = the testbed failed, 20 = another unexpected failure. Neither says anything about
+# the package, so neither is a verdict: such a run is an infrastructure error and is retried.
+INFRASTRUCTURE_EXIT_CODES = frozenset({16, 20})
+
+
+def run_result(exit_code: int) -> RunResult | None:
+    """PASS, FAIL or NEUTRAL for an autopkgtest exit code; None for an infrastructure error."""
+    if exit_code in (0, 2):
+        return RunResult.PASS
+    if exit_code == 8:
+        return RunResult.NEUTRAL
+    if exit_code in INFRASTRUCTURE_EXIT_CODES:
+        return None
+    return RunResult.FAIL
+
+
+def compare(new: RunResult, reference: RunResult | None) -> Verdict:
+    """The class of a new run given its reference run (None: no reference exists yet)."""
+    if reference is None:
+        return Verdict.NO_REFERENCE
+    if new is RunResult.FAIL:
+        return Verdict.ALWAYSFAIL if reference is RunResult.FAIL else Verdict.REGRESSION
+    if new is RunResult.PASS:
+        return Verdict.IMPROVEMENT if reference is RunResult.FAIL else Verdict.PASS
+    return Verdict.NEUTRAL
+
+
+def after_rerun(rerun: RunResult) -> Verdict:
+    """A REGRESSION is confirmed only if the re-run of the new side fails again."""
+    return Verdict.REGRESSION if rerun is RunResult.FAIL else Verdict.FLAKY
+
+
+def regressed_tests(new: dict[str, str], reference: dict[str, str]) -> list[str]:
+    """Tests (by their debian/tests/control names) that failed now and did not fail before."""
+    return sorted(
+        name for name, status in new.items() if status == "FAIL" and reference.get(name, "PASS") != "FAIL"
+    )

@@ -1,0 +1,190 @@
+"""Campaigns: britney2's classes, shared and fresh references, batches on the real Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from activities.campaign_tasks import CampaignTasks
+from activities.store import ArtifactStore
+from models.campaign import (
+    BatchInput,
+    CampaignInput,
+    CampaignTarget,
+    ClaimReferencesInput,
+    ReferenceKey,
+    RunResult,
+    Simulation,
+    StoreReferencesInput,
+    RunOutcome,
+    Verdict,
+)
+from models.tables import TaskHistory
+from models.verdicts import after_rerun, compare, regressed_tests, run_result
+from workflows.campaign_batch import CampaignBatchWorkflow
+from worker.settings import Settings
+
+P, F, N = RunResult.PASS, RunResult.FAIL, RunResult.NEUTRAL
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(0, P), (2, P), (4, F), (6, F), (8, N), (12, F), (14, F), (16, None), (20, None)],
+)
+def test_exit_codes_as_britney_reads_them(code: int, expected: RunResult | None) -> None:
+    assert run_result(code) == expected
+
+
+@pytest.mark.parametrize(
+    ("new", "reference", "verdict"),
+    [
+        (F, P, Verdict.REGRESSION),
+        (F, N, Verdict.REGRESSION),
+        (F, F, Verdict.ALWAYSFAIL),
+        (P, F, Verdict.IMPROVEMENT),
+        (P, P, Verdict.PASS),
+        (P, N, Verdict.PASS),
+        (N, P, Verdict.NEUTRAL),
+        (N, F, Verdict.NEUTRAL),
+        (P, None, Verdict.NO_REFERENCE),
+        (F, None, Verdict.NO_REFERENCE),
+    ],
+)
+def test_new_against_reference(new: RunResult, reference: RunResult | None, verdict: Verdict) -> None:
+    assert compare(new, reference) is verdict
+
+
+def test_rerun_and_per_test_comparison() -> None:
+    assert after_rerun(P) is Verdict.FLAKY and after_rerun(N) is Verdict.FLAKY
+    assert after_rerun(F) is Verdict.REGRESSION
+    new = {"smoke": "FAIL", "upstream": "FAIL", "new-test": "FAIL", "docs": "PASS"}
+    reference = {"smoke": "PASS", "upstream": "FAIL", "docs": "PASS"}
+    assert regressed_tests(new, reference) == ["new-test", "smoke"]
+
+
+def _tasks(sessions: sessionmaker[Session], settings: Settings) -> CampaignTasks:
+    return CampaignTasks(
+        sessions=sessions,
+        store=ArtifactStore(settings.store_dir, sessions),
+        scratch_dir=settings.scratch_dir,
+        expiration_days=1,
+    )
+
+
+def _keys(count: int, state: str = "s" * 64) -> list[ReferenceKey]:
+    prefix = uuid.uuid4().hex[:8]
+    return [
+        ReferenceKey(
+            source=f"pkg-{prefix}-{i}",
+            version="1.0",
+            architecture="amd64",
+            suite="bookworm",
+            suite_state=state,
+        )
+        for i in range(count)
+    ]
+
+
+def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
+    sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    tasks, env = _tasks(sessions, settings), ActivityEnvironment()
+    keys = _keys(3)
+    names = [k.name for k in keys]
+
+    def claim(owner: str) -> object:
+        return env.run(
+            tasks.claim_references,
+            ClaimReferencesInput(keys=keys, owner=owner, max_age_days=30, lease_s=3600),
+        )
+
+    first = claim("campaign-a")
+    assert first.claimed == sorted(names) and not first.waiting and not first.found  # type: ignore[attr-defined]
+    second = claim("campaign-b")  # a is running them: b waits instead of running them again
+    assert second.waiting == sorted(names) and not second.claimed  # type: ignore[attr-defined]
+    assert claim("campaign-a").claimed == sorted(names)  # type: ignore[attr-defined]  # a retry of a's own claim
+
+    outcome = RunOutcome(result=RunResult.PASS, exit_code=0, tests={"t": "PASS"})
+    written = env.run(
+        tasks.store_reference_results,
+        StoreReferencesInput(owner="campaign-a", results=dict.fromkeys(names, outcome), keys=keys),
+    )
+    assert written == 3
+    again = env.run(
+        tasks.store_reference_results,
+        StoreReferencesInput(owner="campaign-a", results=dict.fromkeys(names, outcome), keys=keys),
+    )
+    assert again == 3  # finished_at moved on: the rows do change
+    reused = claim("campaign-b")
+    assert set(reused.found) == set(names) and reused.found[names[0]].result is RunResult.PASS  # type: ignore[attr-defined]
+
+    with sessions.begin() as session:  # one reference grows old, one owner's lease ran out
+        session.execute(
+            text(
+                "UPDATE collection_item SET data = jsonb_set(data, '{finished_at}', to_jsonb(CAST(:old AS text))) "
+                "WHERE name = :name AND removed_at IS NULL"
+            ),
+            {"old": "2020-01-01T00:00:00+00:00", "name": names[0]},
+        )
+    after = claim("campaign-c")
+    assert after.claimed == [names[0]] and set(after.found) == set(names[1:])  # type: ignore[attr-defined]
+    with sessions() as session:
+        history = session.execute(
+            text("SELECT count(*) FROM collection_item WHERE name = :name"), {"name": names[0]}
+        ).scalar_one()
+    assert history == 2  # the stale one is kept, soft-removed, as history
+
+
+def test_an_expired_lease_is_taken_over(sessions: sessionmaker[Session], settings: Settings) -> None:
+    tasks, env = _tasks(sessions, settings), ActivityEnvironment()
+    keys = _keys(2)
+    env.run(
+        tasks.claim_references, ClaimReferencesInput(keys=keys, owner="crashed", max_age_days=30, lease_s=0)
+    )
+    taken = env.run(
+        tasks.claim_references, ClaimReferencesInput(keys=keys, owner="rescuer", max_age_days=30, lease_s=60)
+    )
+    assert taken.claimed == sorted(k.name for k in keys)
+
+
+def _batch(targets: list[CampaignTarget], simulation: Simulation, batch_id: str, state: str) -> BatchInput:
+    campaign = CampaignInput(
+        trigger_source="trigger", trigger_version="2.0", simulation=simulation, tests_in_flight=20
+    )
+    return BatchInput(
+        campaign=campaign, campaign_id=batch_id, suite_state=state, architecture="amd64", targets=targets
+    )
+
+
+async def test_two_campaigns_share_reference_runs(
+    client: Client, settings: Settings, worker: None, sessions: sessionmaker[Session]
+) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    targets = [CampaignTarget(source=f"shared-{prefix}-{i}", version="1.0") for i in range(12)]
+    simulation = Simulation(seed=7, duration_scale=0.2)
+    state = uuid.uuid4().hex * 2
+    ids = [f"share-{prefix}-{n}" for n in "ab"]
+    handles = [
+        await client.start_workflow(
+            CampaignBatchWorkflow.run,
+            _batch(targets, simulation, wid, state),
+            id=wid,
+            task_queue=settings.task_queue,
+        )
+        for wid in ids
+    ]
+    results = await asyncio.gather(*(h.result() for h in handles))
+
+    with sessions() as session:
+        contexts = session.scalars(select(TaskHistory.context).where(TaskHistory.workflow_id.in_(ids))).all()
+    assert sum(c.endswith("/reference") for c in contexts) == len(targets)  # never run twice
+    assert sum(c.endswith("/new") for c in contexts) >= 2 * len(targets)
+    assert [sum(r.counts.values()) for r in results] == [len(targets)] * 2
+    assert results[0].counts == results[1].counts  # same verdicts from the shared references
+    assert sum(r.references_reused for r in results) == len(targets)

@@ -1,0 +1,153 @@
+"""Campaign: test every reverse dependency of an upload, partitioned into bounded batch workflows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from models.campaign import (
+        BatchInput,
+        BatchResult,
+        CampaignInput,
+        CampaignPlan,
+        CampaignProgress,
+        CampaignReport,
+        PlanInput,
+        Verdict,
+    )
+    from workflows import search_attributes as sa
+    from workflows.campaign_batch import CampaignBatchWorkflow
+    from workflows.policies import DB_RETRY
+
+
+@workflow.defn(name="Campaign")
+class CampaignWorkflow:
+    """Plans the targets once per architecture, then runs batches with a bounded number in flight."""
+
+    def __init__(self) -> None:
+        self._progress = CampaignProgress()
+
+    @workflow.query
+    def progress(self) -> CampaignProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, params: CampaignInput) -> CampaignReport:
+        info = workflow.info()
+        mode = "SIMULATED " if params.simulation is not None else ""
+        workflow.upsert_search_attributes(
+            [
+                sa.PACKAGE.value_set(params.trigger_source),
+                sa.VERSION.value_set(params.trigger_version),
+                sa.SUITE.value_set(params.suite),
+                sa.KIND.value_set("campaign"),
+                sa.ARCHITECTURES.value_set(params.architectures),
+                sa.RESULT.value_set("running"),
+                sa.REGRESSIONS.value_set(0),
+            ]
+        )
+        batches: list[BatchInput] = []
+        targets = 0
+        for arch in params.architectures:
+            plan = await workflow.execute_activity(
+                "plan_campaign",
+                PlanInput(
+                    trigger_source=params.trigger_source,
+                    trigger_binaries=params.trigger_binaries,
+                    suite=params.suite,
+                    architecture=arch,
+                ),
+                result_type=CampaignPlan,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=DB_RETRY,
+                summary=f"plan {params.trigger_source} in {params.suite} {arch}",
+            )
+            targets += len(plan.targets)
+            batches += [
+                BatchInput(
+                    campaign=params,
+                    campaign_id=info.workflow_id,
+                    suite_state=plan.suite_state,
+                    architecture=arch,
+                    targets=plan.targets[i : i + params.batch_size],
+                )
+                for i in range(0, len(plan.targets), params.batch_size)
+            ]
+        self._progress = CampaignProgress(planned_targets=targets, batches=len(batches))
+        workflow.upsert_memo(
+            {
+                "summary": f"{mode}campaign for {params.trigger_source} "
+                f"{params.trigger_version}: {targets} targets in {len(batches)} batches"
+            }
+        )
+        total = await self._run_batches(params, batches)
+        regressions = total.counts.get(Verdict.REGRESSION, 0)
+        workflow.upsert_search_attributes(
+            [
+                sa.RESULT.value_set("failure" if regressions else "success"),
+                sa.REGRESSIONS.value_set(regressions),
+            ]
+        )
+        workflow.upsert_memo(
+            {
+                "summary": f"{mode}campaign for {params.trigger_source} "
+                f"{params.trigger_version}: {targets} targets, {regressions} regressions"
+            }
+        )
+        return CampaignReport(
+            workflow_id=info.workflow_id,
+            trigger_source=params.trigger_source,
+            trigger_version=params.trigger_version,
+            suite=params.suite,
+            architectures=params.architectures,
+            simulated=params.simulation is not None,
+            targets=targets,
+            counts=total.counts,
+            notable=total.notable,
+            tests_run=total.tests_run,
+            references_reused=total.references_reused,
+            batches=len(batches),
+            max_history_events=max(total.max_history_events, info.get_current_history_length()),
+        )
+
+    async def _run_batches(self, params: CampaignInput, batches: list[BatchInput]) -> BatchResult:
+        """A sliding window of `batches_in_flight` child workflows."""
+        total = BatchResult()
+        queue = list(enumerate(batches))
+        running: set[asyncio.Task[BatchResult]] = set()
+        while queue or running:
+            while queue and len(running) < params.batches_in_flight:
+                index, batch = queue.pop(0)
+                running.add(asyncio.ensure_future(self._batch(index, batch)))
+            finished, running = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                total.add(task.result())
+                self._progress.batches_done += 1
+            self._progress.counts = dict(total.counts)
+            workflow.set_current_details(
+                f"{self._progress.batches_done} of {self._progress.batches} batches done; "
+                + ", ".join(f"{k} {v}" for k, v in sorted(total.counts.items()))
+            )
+            workflow.upsert_search_attributes(
+                [sa.REGRESSIONS.value_set(total.counts.get(Verdict.REGRESSION, 0))]
+            )
+        return total
+
+    async def _batch(self, index: int, batch: BatchInput) -> BatchResult:
+        child_id = f"{batch.campaign_id}-{batch.architecture}-batch-{index:04d}"
+        self._progress.running_batches.append(child_id)
+        try:
+            return await workflow.execute_child_workflow(
+                CampaignBatchWorkflow.run,
+                batch,
+                id=child_id,
+                parent_close_policy=ParentClosePolicy.TERMINATE,
+                static_summary=f"batch {index} of {batch.campaign.trigger_source} "
+                f"{batch.architecture}: {len(batch.targets)} targets",
+            )
+        finally:
+            self._progress.running_batches.remove(child_id)

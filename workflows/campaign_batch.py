@@ -1,0 +1,207 @@
+"""CampaignBatch: at most 500 test targets of one architecture, tested new and against a reference."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.campaign import (
+        BatchInput,
+        BatchProgress,
+        BatchResult,
+        CampaignTarget,
+        ClaimReferencesInput,
+        ClaimReferencesResult,
+        ReferenceKey,
+        Side,
+        StoreReferencesInput,
+        TargetVerdict,
+        RunInput,
+        RunOutcome,
+        Verdict,
+    )
+    from models.verdicts import after_rerun, compare, regressed_tests
+    from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
+
+# Continue-as-new before a run's history can pass 10,000 events (Temporal warns at 10,240): a chunk
+# of `tests_in_flight` runs adds at most ~8 events per run.
+HISTORY_BUDGET = 10_000
+NOTABLE = {Verdict.REGRESSION, Verdict.FLAKY, Verdict.ALWAYSFAIL, Verdict.IMPROVEMENT, Verdict.NO_REFERENCE}
+
+
+@workflow.defn(name="CampaignBatch")
+class CampaignBatchWorkflow:
+    """Claims or reuses references, runs new and reference tests, confirms regressions by a re-run."""
+
+    def __init__(self) -> None:
+        self._progress = BatchProgress(targets=0, done_targets=0, counts={})
+
+    @workflow.query
+    def progress(self) -> BatchProgress:
+        return self._progress
+
+    @workflow.run
+    async def run(self, params: BatchInput) -> BatchResult:
+        done, remaining = params.done, list(params.targets)
+        chunk_size = max(1, params.campaign.tests_in_flight // 2)
+        self._progress = BatchProgress(
+            targets=params.done_targets + len(remaining),
+            done_targets=params.done_targets,
+            counts=dict(done.counts),
+        )
+        while remaining:
+            chunk, remaining = remaining[:chunk_size], remaining[chunk_size:]
+            done.add(await self._chunk(params, chunk))
+            self._progress.done_targets += len(chunk)
+            self._progress.counts = dict(done.counts)
+            history = workflow.info().get_current_history_length()
+            done.max_history_events = max(done.max_history_events, history)
+            workflow.set_current_details(
+                f"{self._progress.done_targets} of {self._progress.targets} targets; "
+                + ", ".join(f"{k} {v}" for k, v in sorted(done.counts.items()))
+            )
+            if remaining and history + 8 * 2 * len(remaining[:chunk_size]) > HISTORY_BUDGET:
+                workflow.continue_as_new(
+                    params.model_copy(
+                        update={
+                            "targets": remaining,
+                            "done": done,
+                            "done_targets": self._progress.done_targets,
+                        }
+                    )
+                )
+        done.max_history_events = max(done.max_history_events, workflow.info().get_current_history_length())
+        return done
+
+    def _key(self, params: BatchInput, target: CampaignTarget) -> ReferenceKey:
+        return ReferenceKey(
+            source=target.source,
+            version=target.version,
+            architecture=params.architecture,
+            suite=params.campaign.suite,
+            suite_state=params.suite_state,
+        )
+
+    async def _claim(self, params: BatchInput, keys: list[ReferenceKey]) -> ClaimReferencesResult:
+        return await workflow.execute_activity(
+            "claim_references",
+            ClaimReferencesInput(
+                keys=keys,
+                owner=workflow.info().workflow_id,
+                max_age_days=params.campaign.reference_max_age_days,
+                lease_s=params.campaign.test_timeout_s * 2,
+            ),
+            result_type=ClaimReferencesResult,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=DB_RETRY,
+            summary=f"claim {len(keys)} references",
+        )
+
+    def _test(
+        self, params: BatchInput, target: CampaignTarget, side: Side, attempt: int = 1
+    ) -> asyncio.Future[RunOutcome]:
+        campaign = params.campaign
+        mode = "simulated " if campaign.simulation is not None else ""
+        label = f"{mode}autopkgtest {target.source} {target.version} {params.architecture} ({side}"
+        label += ", re-run)" if attempt > 1 else ")"
+        return workflow.start_activity(  # type: ignore[return-value]
+            "run_campaign_test",
+            RunInput(
+                campaign_id=params.campaign_id,
+                target=target,
+                trigger_source=campaign.trigger_source,
+                trigger_version=campaign.trigger_version,
+                suite=campaign.suite,
+                suite_state=params.suite_state,
+                architecture=params.architecture,
+                side=side,
+                attempt=attempt,
+                simulation=campaign.simulation,
+            ),
+            result_type=RunOutcome,
+            start_to_close_timeout=timedelta(seconds=campaign.test_timeout_s),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=CAMPAIGN_TEST_RETRY,
+            summary=label,
+        )
+
+    async def _references(
+        self,
+        params: BatchInput,
+        chunk: list[CampaignTarget],
+        new_runs: dict[str, asyncio.Future[RunOutcome]],
+    ) -> tuple[dict[str, RunOutcome], int]:
+        """Reference outcome per key name: reused, run by us, or awaited from whoever runs it."""
+        keys = {self._key(params, t).name: self._key(params, t) for t in chunk}
+        by_name = {name: t for name, t in zip(keys, chunk, strict=True)}
+        references: dict[str, RunOutcome] = {}
+        reused, pending, delay = 0, list(keys), 2.0
+        while pending:
+            claim = await self._claim(params, [keys[n] for n in pending])
+            references |= claim.found
+            reused += len(claim.found)
+            if claim.claimed:
+                runs = [self._test(params, by_name[n], Side.REFERENCE) for n in claim.claimed]
+                outcomes = dict(zip(claim.claimed, await asyncio.gather(*runs), strict=True))
+                await workflow.execute_activity(
+                    "store_reference_results",
+                    StoreReferencesInput(
+                        owner=workflow.info().workflow_id,
+                        results=outcomes,
+                        keys=[keys[n] for n in claim.claimed],
+                    ),
+                    start_to_close_timeout=timedelta(minutes=2),
+                    retry_policy=DB_RETRY,
+                    summary=f"store {len(outcomes)} reference results",
+                )
+                references |= outcomes
+            pending = claim.waiting
+            if pending:
+                # Another campaign runs these references right now: share its results, don't run twice.
+                await asyncio.gather(*new_runs.values())
+                await workflow.sleep(timedelta(seconds=delay))
+                delay = min(delay * 2, 300)
+        return references, reused
+
+    async def _chunk(self, params: BatchInput, chunk: list[CampaignTarget]) -> BatchResult:
+        new_runs = {self._key(params, t).name: self._test(params, t, Side.NEW) for t in chunk}
+        references, reused = await self._references(params, chunk, new_runs)
+        new = {name: await run for name, run in new_runs.items()}
+        verdicts: dict[str, TargetVerdict] = {}
+        for target in chunk:
+            name = self._key(params, target).name
+            ref = references.get(name)
+            verdict = compare(new[name].result, ref.result if ref else None)
+            verdicts[name] = TargetVerdict(
+                source=target.source,
+                version=target.version,
+                architecture=params.architecture,
+                verdict=verdict,
+                new=new[name].result,
+                reference=ref.result if ref else None,
+                regressed_tests=regressed_tests(new[name].tests, ref.tests if ref else {}),
+                new_log_artifact_id=new[name].log_artifact_id,
+                reference_log_artifact_id=ref.log_artifact_id if ref else None,
+            )
+        suspects = [t for t in chunk if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION]
+        reruns = await asyncio.gather(*(self._test(params, t, Side.NEW, attempt=2) for t in suspects))
+        for target, rerun in zip(suspects, reruns, strict=True):
+            name = self._key(params, target).name
+            verdicts[name] = verdicts[name].model_copy(
+                update={
+                    "verdict": after_rerun(rerun.result),
+                    "attempts": 2,
+                    "new_log_artifact_id": rerun.log_artifact_id or verdicts[name].new_log_artifact_id,
+                }
+            )
+        result = BatchResult(
+            tests_run=len(chunk) + len(references) - reused + len(suspects), references_reused=reused
+        )
+        for verdict in verdicts.values():
+            result.counts[verdict.verdict] = result.counts.get(verdict.verdict, 0) + 1
+            if verdict.verdict in NOTABLE:
+                result.notable.append(verdict)
+        return result
