@@ -57,3 +57,11 @@ async def connect_temporal(arguments: dict[str, Any]) -> Client:
 
 def dev_config(settings: Settings) -> TemporalDevConfig:
     return TemporalDevConfig.load(settings.temporal_dev_config)
+
+
+def resolve_database(settings: Settings) -> str:
+    """The database URL alone, for commands that need no Temporal: settings first, then the dev stack's."""
+    database_url = settings.database_url or settings.dev_stack().get("database_url")
+    if not database_url:
+        raise NotConfigured("no database: set DEBFLOW_DATABASE_URL or run `debflow dev`")
+    return database_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import models.suite  # noqa: F401 - registers the suite relation index
 from models import tables  # noqa: F401 - registers the tables on Base.metadata
 from models.db import Base, make_engine
 

@@ -1,0 +1,56 @@
+"""Import bookworm, then plan the glibc campaign: test targets, wall time and SQL statements."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _database import BOOKWORM
+
+from activities.suite import import_suite, reverse_dependency_targets, source_binaries
+from models.db import make_engine, make_sessionmaker
+from worker.postgres import temporary_database
+
+TRIGGER = "glibc"
+
+
+def main() -> None:
+    with temporary_database("debflow-bench-pg-") as url:
+        engine = make_engine(url)
+        sessions = make_sessionmaker(engine)
+        stats = import_suite(
+            sessions=sessions,
+            name="bookworm",
+            sources=BOOKWORM / "Sources.xz",
+            packages=[BOOKWORM / "Packages_amd64.xz"],
+        )
+        print(f"imported bookworm ({stats.inserted} items) in {stats.seconds:.1f} s")
+        statements: list[str] = []
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        started = time.monotonic()
+        with sessions() as session:
+            version, binaries = source_binaries(session=session, suite="bookworm", source=TRIGGER)
+            targets = reverse_dependency_targets(
+                session=session, suite="bookworm", binaries=binaries, include_source=TRIGGER
+            )
+        seconds = time.monotonic() - started
+        event.remove(engine, "before_cursor_execute", count)
+        engine.dispose()
+    print(f"{TRIGGER} {version}: {len(binaries)} binaries, {len(targets)} test targets on amd64")
+    print(f"planned in {seconds:.2f} s with {len(statements)} SQL statements")
+    print(json.dumps({"targets": len(targets), "seconds": round(seconds, 3), "statements": len(statements)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""`debflow import-suite` and `debflow rdeps`: Debian suites in the database, needing no Temporal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from activities.suite import import_suite, reverse_dependency_targets, source_binaries
+from activities.suite_indices import SuiteImportError
+from client.cli import app, console, fail
+from models.db import make_engine, make_sessionmaker
+from worker.connect import NotConfigured, resolve_database
+from worker.settings import Settings
+
+
+def _database_url() -> str:
+    try:
+        return resolve_database(Settings())
+    except NotConfigured as e:
+        raise fail(str(e)) from None
+
+
+@app.command("import-suite")
+def import_suite_command(
+    name: Annotated[str, typer.Argument(help="suite name, e.g. bookworm")],
+    sources: Annotated[Path, typer.Option(help="the Sources index (xz, gz or uncompressed)")],
+    packages: Annotated[list[Path], typer.Option(help="a Packages index (repeatable)")],
+    release: Annotated[
+        Path | None, typer.Option(help="InRelease or Release file to verify the indices' SHA256 against")
+    ] = None,
+) -> None:
+    """Load Debian indices into a suite; a re-import writes only what changed."""
+    engine = make_engine(_database_url())
+    try:
+        stats = import_suite(
+            sessions=make_sessionmaker(engine), name=name, sources=sources, packages=packages, release=release
+        )
+    except SuiteImportError as e:
+        raise fail(str(e)) from None
+    finally:
+        engine.dispose()
+    console.print(
+        f"suite {name}: {stats.inserted} items added, {stats.removed} removed, {stats.unchanged} unchanged"
+        f" in {stats.seconds:.1f} s; state {stats.state[:16]}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("rdeps")
+def rdeps_command(
+    suite: Annotated[str, typer.Argument(help="an imported suite")],
+    source: Annotated[str, typer.Argument(help="the trigger source package, e.g. glibc")],
+    arch: Annotated[str, typer.Option(help="architecture of the tests")] = "amd64",
+    as_json: Annotated[bool, typer.Option("--json", help="print the targets as JSON")] = False,
+) -> None:
+    """List the source packages whose autopkgtests an upload of SOURCE triggers."""
+    engine = make_engine(_database_url())
+    try:
+        with make_sessionmaker(engine)() as session:
+            version, binaries = source_binaries(session=session, suite=suite, source=source)
+            targets = reverse_dependency_targets(
+                session=session, suite=suite, binaries=binaries, architecture=arch, include_source=source
+            )
+    except LookupError as e:
+        raise fail(str(e)) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        print(
+            json.dumps(
+                [{"source": t.source, "version": t.version, "testsuite": t.testsuite} for t in targets]
+            )
+        )
+        return
+    for target in targets:
+        print(f"{target.source}\t{target.version}\t{', '.join(target.testsuite)}")
+    # On stderr, so that stdout stays one target per line for pipes.
+    typer.echo(
+        f"{len(targets)} source packages to test for {source} {version} on {arch} in {suite}", err=True
+    )
