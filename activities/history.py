@@ -1,4 +1,4 @@
-"""Task history: one row per finished task, with its duration and resource use."""
+"""Task history: one row per finished task, with its duration and resource use, pruned as it is written."""
 
 from __future__ import annotations
 
@@ -7,12 +7,52 @@ import os
 import socket
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.process import ProcessOutcome
 from models.tables import TaskHistory
 
 WORKER_IDENTITY = f"{socket.gethostname()}:{os.getpid()}"
+DEFAULT_KEEP_NEWEST = 5
+
+# Per (task_name, subject, context): the newest `keep` rows, the last success and the last failure stay.
+# Everything else of that key goes, right after an insert, so a key holds at most keep + 3 rows and this
+# reads those through ix_task_history_key_started: the cost of an insert never grows with the history.
+# Rows another transaction is deleting are skipped, not waited for (two inserts of one key never block).
+PRUNE_KEY = text(
+    """
+    DELETE FROM task_history WHERE id IN (
+        SELECT id FROM task_history WHERE id = ANY(ARRAY(
+            SELECT id FROM (
+                SELECT id, result,
+                       row_number() OVER (ORDER BY started_at DESC, id DESC) AS newest,
+                       row_number() OVER (PARTITION BY result ORDER BY started_at DESC, id DESC) AS of_result
+                FROM task_history
+                WHERE task_name = :task_name AND subject = :subject AND context = :context
+            ) ranked
+            WHERE newest > :keep AND NOT (result IN ('success', 'failure') AND of_result = 1)
+        ))
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+_keep_newest = DEFAULT_KEEP_NEWEST
+
+
+def configure(*, keep_newest: int) -> None:
+    """Set once by the composition root from `Settings.task_history_keep`."""
+    global _keep_newest
+    if keep_newest < 1:
+        raise ValueError("task history must keep at least one entry per key")
+    _keep_newest = keep_newest
+
+
+def prune_task_history(session: Session, *, task_name: str, subject: str, context: str, keep: int) -> int:
+    """Delete the rows of one key beyond its keep-set; returns how many went (0 in most calls)."""
+    params = {"task_name": task_name, "subject": subject, "context": context, "keep": keep}
+    return int(session.execute(PRUNE_KEY, params).rowcount)  # type: ignore[attr-defined]
 
 
 def record_task(
@@ -45,3 +85,5 @@ def record_task(
                 data=data or {},
             )
         )
+        session.flush()
+        prune_task_history(session, task_name=task_name, subject=subject, context=context, keep=_keep_newest)

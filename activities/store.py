@@ -7,19 +7,22 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.artifacts import ArtifactData, validate_artifact_data
 from models.tables import Artifact, ArtifactRelation, File, FileInArtifact, RelationType
 
 CHUNK = 1 << 20
+FOREIGN_KEY_VIOLATION = "23503"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,42 @@ class NewArtifact:
     idempotency_key: str | None = None
 
 
+class ExpiredReference(LookupError):
+    """A row this write references is gone (expired, or never existed), even after one re-resolve."""
+
+
+class _Raced(Exception):
+    """A row this write needs was removed by a concurrent expiry; the write is tried once more."""
+
+
+def _is_foreign_key_violation(error: IntegrityError) -> bool:
+    return getattr(error.orig, "sqlstate", None) == FOREIGN_KEY_VIOLATION
+
+
+def _missing_reference(error: IntegrityError) -> str:
+    diag = getattr(error.orig, "diag", None)
+    detail = getattr(diag, "message_detail", None) or str(error.orig)
+    return f"{detail} It expired, or never existed; look it up again."
+
+
+def write_resolving_once(sessions: sessionmaker[Session], write: Callable[[Session], T]) -> T:
+    """Run `write` in one transaction; if expiry removed a row it references (foreign-key violation
+    23503), run it once more, then fail with `ExpiredReference` and a message naming the row."""
+    for attempt in (1, 2):
+        try:
+            with sessions.begin() as session:
+                return write(session)
+        except IntegrityError as e:
+            if not _is_foreign_key_violation(e):
+                raise
+            if attempt == 2:
+                raise ExpiredReference(_missing_reference(e)) from e
+        except _Raced as e:
+            if attempt == 2:
+                raise ExpiredReference(str(e)) from e
+    raise AssertionError("unreachable")
+
+
 class ArtifactStore:
     """Blobs under `root/ab/cd/<sha256>`; artifacts and files registered in one short transaction."""
 
@@ -78,12 +117,16 @@ class ArtifactStore:
                 os.fsync(dst.fileno())
             sha256 = digest.hexdigest()
             target = self.blob_path(sha256)
-            if target.exists():
-                os.unlink(tmp_name)
-                return StoredBlob(sha256, size, created=False)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_name, target)
-            return StoredBlob(sha256, size, created=True)
+            try:
+                # A fresh mtime tells the orphan-blob collector this content is wanted again; if the
+                # collector took the blob away meanwhile, utime fails and the blob is written anew.
+                os.utime(target)
+            except FileNotFoundError:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_name, target)
+                return StoredBlob(sha256, size, created=True)
+            os.unlink(tmp_name)
+            return StoredBlob(sha256, size, created=False)
         except BaseException:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
@@ -101,7 +144,7 @@ class ArtifactStore:
         """Store the files and register `artifacts` (all or none); return their ids in order.
 
         An artifact whose idempotency key is already registered is returned as it is, not stored
-        twice.
+        twice. A referenced row that expiry removed meanwhile raises `ExpiredReference`.
         """
         validated = [validate_artifact_data(a.category, a.data) for a in artifacts]
         new_blobs: list[str] = []
@@ -111,10 +154,14 @@ class ArtifactStore:
                 stored = {path: self.put_blob(local) for path, local in artifact.files.items()}
                 new_blobs += [b.sha256 for b in stored.values() if b.created]
                 blobs.append(stored)
-            with self.sessions.begin() as session:
+            relations = list(relations)
+
+            def write(session: Session) -> list[int]:
                 ids = self._insert(session, artifacts, validated, blobs, workflow_id, activity_id, expires_at)
                 self._relate(session, ids, relations)
-            return ids
+                return ids
+
+            return write_resolving_once(self.sessions, write)
         except BaseException:
             self.discard_unreferenced(new_blobs)
             raise
@@ -168,8 +215,15 @@ class ArtifactStore:
             .values([{"sha256": sha, "size": size} for sha, size in sorted(unique.items())])
             .on_conflict_do_nothing(index_elements=["sha256"])
         )
-        rows = session.execute(select(File.sha256, File.id).where(File.sha256.in_(unique)))
-        return {sha: file_id for sha, file_id in rows}
+        # KEY SHARE keeps expiry from deleting these rows until we commit; a row it deleted just now
+        # is missing here, and the write is resolved again.
+        rows = session.execute(
+            select(File.sha256, File.id).where(File.sha256.in_(unique)).with_for_update(key_share=True)
+        )
+        found = {sha: file_id for sha, file_id in rows}
+        if len(found) < len(unique):
+            raise _Raced("a file row was expired while this artifact was being registered")
+        return found
 
     @staticmethod
     def _relate(session: Session, ids: list[int], relations: Iterable[Relation]) -> None:

@@ -181,3 +181,30 @@ class TaskHistory(Base):
 def as_dict(row: Any) -> dict[str, Any]:
     """Column values of an ORM row, for reports and tests."""
     return {c.key: getattr(row, c.key) for c in row.__table__.columns}
+
+
+# --- retention and expiry (issue 4) ---------------------------------------------------------------
+
+QA_RESULTS_COLLECTION = "debian:qa-results"
+QA_RESULT_ITEM = "debian:qa-result"
+
+
+class RunningWorkflow(Base):
+    """A Temporal workflow that was running when expiry last asked; what it made or owns is kept."""
+
+    __tablename__ = "running_workflow"
+
+    workflow_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    seen_at: Mapped[CreatedAt]
+
+
+# QA results are grouped by these keys of the item data; the N newest of each group stay active.
+Index(
+    "ix_collection_item_qa_key",
+    CollectionItem.collection_id,
+    CollectionItem.data["task"].astext,
+    CollectionItem.data["package"].astext,
+    CollectionItem.data["architecture"].astext,
+    CollectionItem.created_at,
+    postgresql_where=text(f"removed_at IS NULL AND category = '{QA_RESULT_ITEM}'"),
+)

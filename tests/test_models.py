@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.store import ArtifactStore, NewArtifact, Relation
+from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relation
 from models.artifacts import PackageBuildLogData, validate_artifact_data
 from models.db import Base
 from models.tables import Artifact, Collection, CollectionItem, File, FileInArtifact, RelationType
@@ -85,7 +85,7 @@ def test_failed_registration_leaves_no_rows_and_no_blobs(
     log = tmp_path / "unique.build"
     log.write_text(f"content only this test has: {tmp_path}\n")
     rows, blobs = row_counts(engine), store_files(store.root)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(ExpiredReference, match=r"Key \(target_id\)=\(\d+\) is not present"):
         store.register(
             [NewArtifact("debian:package-build-log", log_data(), {"unique.build": log})],
             relations=[Relation(0, 2**62, RelationType.RELATES_TO)],  # no such artifact

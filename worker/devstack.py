@@ -45,6 +45,7 @@ class DevStack:
             self._start_database(state)
             self._start_temporal(state, logs)
             self._record()
+            asyncio.run(self._ensure_schedules())
             for index in range(self.workers):
                 self.start_worker(logs / f"worker-{index}.log")
         except BaseException:
@@ -91,6 +92,16 @@ class DevStack:
                     raise
                 await asyncio.sleep(0.3)
 
+    async def _ensure_schedules(self) -> None:
+        from worker.expiry_schedule import EXPIRY_SCHEDULE_ID, ensure_expiry_schedule
+
+        arguments = external_temporal(self.settings) or {
+            "target_host": self.temporal_address,
+            "namespace": self.namespace,
+        }
+        await ensure_expiry_schedule(await connect_temporal(arguments), self.settings)
+        self.say(f"Schedule     {EXPIRY_SCHEDULE_ID} (expiry every {self.settings.expiry_interval_s:g} s)")
+
     def _record(self) -> None:
         record = {
             "temporal_address": self.temporal_address,
@@ -117,7 +128,7 @@ class DevStack:
     def start_worker(self, log: Path) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "client.cli", "worker"],
+                [sys.executable, "-m", "client", "worker"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "DEBFLOW_STATE_DIR": str(self.settings.state_dir.resolve())},

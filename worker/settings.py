@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = 4
     artifact_expiration_days: int = 30
 
+    # Retention and expiry (README "Retention and expiry").
+    task_history_keep: int = Field(default=5, ge=1)
+    qa_results_keep: int = Field(default=5, ge=1)
+    removed_item_full_history_days: int = Field(default=7, ge=0)
+    removed_item_metadata_days: int = Field(default=30, ge=0)
+    expiry_interval_s: float = Field(default=3600, gt=0)
+    expiry_batch_size: int = Field(default=1000, ge=1, le=1000)
+    expiry_lock_timeout_ms: int = Field(default=500, ge=1)
+    expiry_statement_timeout_s: float = Field(default=30, gt=0)
+    orphan_blob_grace_s: float = Field(default=6 * 3600, ge=0)
+
     @property
     def store_dir(self) -> Path:
         return self.artifact_store or self.state_dir / "artifacts"
