@@ -27,10 +27,10 @@ from models.campaign import (
     ClaimReferencesInput,
     ClaimReferencesResult,
     PlanInput,
-    RunResult,
-    StoreReferencesInput,
     RunInput,
     RunOutcome,
+    RunResult,
+    StoreReferencesInput,
 )
 
 QA_RESULTS = "debian:qa-results"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -15,10 +14,12 @@ from rich.console import Console
 
 from activities.dsc import BadUpload
 from client.api import get_report, submit_upload, workflow_url
+from client.campaigns import print_campaign_report, start_campaign, watch_campaign
 from client.progress import follow, print_report
 from models.payloads import Check
 from worker.connect import NotConfigured, connect_temporal, resolve
 from worker.settings import Settings
+from workflows.campaign import CampaignWorkflow
 
 app = typer.Typer(
     help="Build, lint and test Debian uploads on Temporal.", no_args_is_help=True, add_completion=False
@@ -112,17 +113,91 @@ def report(
     workflow_id: str,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Print the report of a run (waits if it is still running)."""
+    """Print the report of an upload or a campaign (waits if it is still running)."""
     settings = Settings()
 
     async def go() -> int:
         endpoints = resolve(settings)
         client = await connect_temporal(endpoints.temporal)
+        kind = (await client.get_workflow_handle(workflow_id).describe()).workflow_type
+        if kind == "Campaign":
+            campaign = await client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id).result()
+            if as_json:
+                print(campaign.model_dump_json(indent=2))
+            else:
+                print_campaign_report(campaign, console, endpoints.ui_url, client.namespace)
+            return 0
         result = await get_report(client, workflow_id)
         if as_json:
             print(result.model_dump_json(indent=2))
         else:
             print_report(result, console, workflow_url(endpoints.ui_url, client.namespace, workflow_id))
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def watch(workflow_id: str) -> None:
+    """Follow a running upload or campaign with progress bars until it closes."""
+    settings = Settings()
+
+    async def go() -> int:
+        endpoints = resolve(settings)
+        client = await connect_temporal(endpoints.temporal)
+        kind = (await client.get_workflow_handle(workflow_id).describe()).workflow_type
+        if kind == "Campaign":
+            await watch_campaign(client, workflow_id, console)
+        else:
+            await follow(client, [workflow_id], console)
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def campaign(
+    trigger: Annotated[str, typer.Argument(help="source package whose reverse dependencies are tested")],
+    suite: Annotated[str, typer.Option(help="imported suite to plan against")] = "bookworm",
+    version: Annotated[
+        str | None, typer.Option(help="version of the upload (default: suite's + '+1')")
+    ] = None,
+    binary: Annotated[list[str] | None, typer.Option("--binary", help="binaries of the upload")] = None,
+    arch: Annotated[list[str] | None, typer.Option("--arch", help="architecture (repeatable)")] = None,
+    simulated: Annotated[
+        bool, typer.Option(help="SIMULATED executor: invented outcomes, for load tests")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="seed of the simulated executor")] = 0,
+    duration_scale: Annotated[float, typer.Option(help="simulated test durations (0: instant)")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="targets per batch workflow (at most 500)")] = 500,
+    wait: Annotated[bool, typer.Option(help="follow it and print the report")] = False,
+) -> None:
+    """Test every reverse dependency of an upload against it and against the suite."""
+    from models.campaign import CampaignInput, Simulation
+
+    settings = Settings()
+    if not simulated:
+        raise fail("campaigns run with the simulated executor only so far: add --simulated")
+
+    async def go() -> int:
+        endpoints = resolve(settings)
+        client = await connect_temporal(endpoints.temporal)
+        params = CampaignInput(
+            trigger_source=trigger,
+            trigger_version=version or "0+simulated",
+            trigger_binaries=binary or [],
+            suite=suite,
+            architectures=arch or ["amd64"],
+            batch_size=batch_size,
+            simulation=Simulation(seed=seed, duration_scale=duration_scale) if simulated else None,
+        )
+        handle = await start_campaign(client, params, settings.task_queue)
+        url = workflow_url(endpoints.ui_url, client.namespace, handle.id)
+        console.print(f"started {handle.id}" + (f"  {url}" if url else ""))
+        if not wait:
+            return 0
+        await watch_campaign(client, handle.id, console)
+        print_campaign_report(await handle.result(), console, endpoints.ui_url, client.namespace)
         return 0
 
     raise typer.Exit(_run(go()))
@@ -164,5 +239,5 @@ def _run(coroutine: object) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(app())
+import client.data_commands  # noqa: E402,F401
+from client import suite_commands  # noqa: E402,F401

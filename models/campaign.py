@@ -57,6 +57,9 @@ class CampaignInput(BaseModel):
     tests_in_flight: int = Field(default=200, ge=1, le=900)
     reference_max_age_days: int = 30
     test_timeout_s: float = 2 * 3600
+    target_limit: int | None = Field(default=None, ge=1, description="test only the first N targets")
+    # A batch continues as new before its history could pass this many events (Temporal warns at 10,240).
+    history_budget: int = Field(default=10_000, ge=100, le=40_000)
     simulation: Simulation | None = None
 
 

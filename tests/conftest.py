@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,9 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import ArtifactStore
 from models.db import make_engine, make_sessionmaker
-from models.migrate import upgrade
 from worker.main import build_worker
-from worker.postgres import EmbeddedPostgres, free_port
+from worker.postgres import temporary_database
 from worker.settings import PROJECT_ROOT, Settings
 from worker.temporal_dev import TemporalDevConfig, temporal_binary
 from workflows import search_attributes as sa
@@ -38,24 +36,10 @@ TABLES = (
 )
 
 
-def world_readable_tempdir(prefix: str) -> Path:
-    """A temporary directory PostgreSQL's system user (when we are root) can enter."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(path.stat().st_mode | stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-    return path
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    root = world_readable_tempdir("debflow-test-pg-")
-    server = EmbeddedPostgres(root, free_port())
-    server.start()
-    try:
-        upgrade(server.url)
-        yield server.url
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with temporary_database("debflow-test-pg-") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

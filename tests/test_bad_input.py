@@ -106,7 +106,7 @@ def test_bad_upload_is_refused_and_leaves_nothing(
     rows_before, files_before = row_counts(engine), store_files(settings.store_dir)
 
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "submit", str(dsc), *options],
+        [sys.executable, "-m", "client", "submit", str(dsc), *options],
         capture_output=True,
         text=True,
         env={**subprocess_env(settings), "COLUMNS": "300"},

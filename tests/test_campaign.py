@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -13,22 +14,24 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.campaign_tasks import CampaignTasks
 from activities.store import ArtifactStore
+from activities.suite import import_suite
+from client.campaigns import start_campaign
 from models.campaign import (
     BatchInput,
     CampaignInput,
     CampaignTarget,
     ClaimReferencesInput,
     ReferenceKey,
+    RunOutcome,
     RunResult,
     Simulation,
     StoreReferencesInput,
-    RunOutcome,
     Verdict,
 )
 from models.tables import TaskHistory
 from models.verdicts import after_rerun, compare, regressed_tests, run_result
-from workflows.campaign_batch import CampaignBatchWorkflow
 from worker.settings import Settings
+from workflows.campaign_batch import CampaignBatchWorkflow
 
 P, F, N = RunResult.PASS, RunResult.FAIL, RunResult.NEUTRAL
 
@@ -127,7 +130,8 @@ def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
     with sessions.begin() as session:  # one reference grows old, one owner's lease ran out
         session.execute(
             text(
-                "UPDATE collection_item SET data = jsonb_set(data, '{finished_at}', to_jsonb(CAST(:old AS text))) "
+                "UPDATE collection_item SET data = jsonb_set(data, '{finished_at}', "
+                "to_jsonb(CAST(:old AS text))) "
                 "WHERE name = :name AND removed_at IS NULL"
             ),
             {"old": "2020-01-01T00:00:00+00:00", "name": names[0]},
@@ -188,3 +192,64 @@ async def test_two_campaigns_share_reference_runs(
     assert [sum(r.counts.values()) for r in results] == [len(targets)] * 2
     assert results[0].counts == results[1].counts  # same verdicts from the shared references
     assert sum(r.references_reused for r in results) == len(targets)
+
+
+def _write_suite(root: Path, trigger: str, dependants: int) -> tuple[Path, Path]:
+    """A tiny archive: `trigger` builds lib<trigger>1; `dependants` sources test against it."""
+    sources = [
+        f"Package: {trigger}\nVersion: 1.0\nBinary: lib{trigger}1\nTestsuite: autopkgtest\n"
+        f"Architecture: any\n"
+    ]
+    packages = [f"Package: lib{trigger}1\nVersion: 1.0\nArchitecture: amd64\nSource: {trigger}\n"]
+    for i in range(dependants):
+        name = f"{trigger}-user{i:02d}"
+        sources.append(
+            f"Package: {name}\nVersion: 2.{i}\nBinary: {name}\nTestsuite: autopkgtest\nArchitecture: any\n"
+        )
+        packages.append(
+            f"Package: {name}\nVersion: 2.{i}\nArchitecture: amd64\nDepends: lib{trigger}1 (>= 1.0)\n"
+        )
+    sources.append(
+        f"Package: {trigger}-untested\nVersion: 1\nBinary: {trigger}-untested\nArchitecture: any\n"
+    )
+    packages.append(f"Package: {trigger}-untested\nVersion: 1\nArchitecture: amd64\nDepends: lib{trigger}1\n")
+    (root / "Sources").write_text("\n".join(sources))
+    (root / "Packages").write_text("\n".join(packages))
+    return root / "Sources", root / "Packages"
+
+
+async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
+    client: Client, settings: Settings, worker: None, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    trigger = f"libfoo{uuid.uuid4().hex[:6]}"
+    suite = f"test-{trigger}"
+    sources, packages = _write_suite(tmp_path, trigger, dependants=39)
+    import_suite(sessions=sessions, name=suite, sources=sources, packages=[packages])
+    params = CampaignInput(
+        trigger_source=trigger,
+        trigger_version="1.1",
+        suite=suite,
+        batch_size=15,
+        batches_in_flight=2,
+        tests_in_flight=4,
+        history_budget=150,
+        simulation=Simulation(seed=3),
+    )
+    handle = await start_campaign(client, params, settings.task_queue)
+    report = await handle.result()
+
+    assert report.simulated and report.targets == 40  # 39 dependants and the trigger itself
+    assert report.batches == 3 and sum(report.counts.values()) == 40
+    assert report.max_history_events <= 150
+    assert report.tests_run >= 80  # a new and a reference run per target, plus re-runs
+    first_batch = f"{handle.id}-amd64-batch-0000"
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{first_batch}"')]
+    assert len(runs) > 1  # the batch continued as new to stay within its history budget
+    assert all(v.verdict is not Verdict.PASS for v in report.notable)
+    assert {v.source for v in report.notable} <= {
+        t for t in [trigger] + [f"{trigger}-user{i:02d}" for i in range(39)]
+    }
+    found = [
+        w.id async for w in client.list_workflows(f'DebflowKind="campaign" AND DebflowPackage="{trigger}"')
+    ]
+    assert found == [handle.id]

@@ -9,10 +9,9 @@ import yaml
 from temporalio.client import WorkflowExecutionStatus
 
 from models.payloads import UploadPipelineInput
-from tests.conftest import world_readable_tempdir
 from worker.connect import connect_temporal
 from worker.devstack import DevStack
-from worker.postgres import free_port
+from worker.postgres import free_port, world_readable_tempdir
 from worker.settings import PROJECT_ROOT, Settings
 from worker.temporal_dev import TemporalDevConfig
 from workflows import search_attributes as sa

@@ -31,7 +31,7 @@ async def test_two_worker_processes_share_one_task_queue(
     logs = [open(tmp_path / f"worker-{i}.log", "wb") for i in range(2)]  # noqa: SIM115
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "client.cli", "worker"],
+            [sys.executable, "-m", "client", "worker"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=log,

@@ -14,17 +14,20 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import history
 from activities.campaign_tasks import CampaignTasks
 from activities.debian_tasks import DebianTasks
 from activities.executors import make_executor
+from activities.expiry import ExpiryActivities
 from activities.store import ArtifactStore
 from models.db import make_engine, make_sessionmaker
 from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
+from workflows.expiry import ExpiryWorkflow
 from workflows.upload_pipeline import UploadPipelineWorkflow
 
-WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow, CampaignWorkflow, CampaignBatchWorkflow)
+WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow, CampaignWorkflow, CampaignBatchWorkflow, ExpiryWorkflow)
 
 log = logging.getLogger("debflow.worker")
 
@@ -49,6 +52,8 @@ def build_worker(
     engine = make_engine(database_url, pool_size=settings.max_concurrent_activities + 1)
     sessions = make_sessionmaker(engine)
     store = ArtifactStore(settings.store_dir, sessions)
+    history.configure(keep_newest=settings.task_history_keep)
+    expiry = ExpiryActivities(sessions=sessions, store=store, client=client)
     tasks = DebianTasks(
         sessions=sessions,
         store=store,
@@ -69,7 +74,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=[*tasks.all(), *campaigns.all()],
+        activities=[*tasks.all(), *campaigns.all(), *expiry.all()],
         activity_executor=pool,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),

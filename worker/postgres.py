@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -9,7 +10,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -169,3 +172,26 @@ class EmbeddedPostgres:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def world_readable_tempdir(prefix: str) -> Path:
+    """A temporary directory PostgreSQL's system user (when we are root) can enter."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@contextlib.contextmanager
+def temporary_database(prefix: str = "debflow-pg-") -> Iterator[str]:
+    """The URL of a fresh embedded server with the schema applied; server and files go afterwards."""
+    from models.migrate import upgrade
+
+    root = world_readable_tempdir(prefix)
+    server = EmbeddedPostgres(root, free_port())
+    try:
+        server.start()
+        upgrade(server.url)
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -66,16 +66,17 @@ class CampaignWorkflow:
                 retry_policy=DB_RETRY,
                 summary=f"plan {params.trigger_source} in {params.suite} {arch}",
             )
-            targets += len(plan.targets)
+            planned = plan.targets[: params.target_limit] if params.target_limit else plan.targets
+            targets += len(planned)
             batches += [
                 BatchInput(
                     campaign=params,
                     campaign_id=info.workflow_id,
                     suite_state=plan.suite_state,
                     architecture=arch,
-                    targets=plan.targets[i : i + params.batch_size],
+                    targets=planned[i : i + params.batch_size],
                 )
-                for i in range(0, len(plan.targets), params.batch_size)
+                for i in range(0, len(planned), params.batch_size)
             ]
         self._progress = CampaignProgress(planned_targets=targets, batches=len(batches))
         workflow.upsert_memo(
@@ -123,7 +124,8 @@ class CampaignWorkflow:
             while queue and len(running) < params.batches_in_flight:
                 index, batch = queue.pop(0)
                 running.add(asyncio.ensure_future(self._batch(index, batch)))
-            finished, running = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            finished, pending = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            running = set(pending)
             for task in finished:
                 total.add(task.result())
                 self._progress.batches_done += 1

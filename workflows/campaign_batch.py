@@ -16,19 +16,16 @@ with workflow.unsafe.imports_passed_through():
         ClaimReferencesInput,
         ClaimReferencesResult,
         ReferenceKey,
+        RunInput,
+        RunOutcome,
         Side,
         StoreReferencesInput,
         TargetVerdict,
-        RunInput,
-        RunOutcome,
         Verdict,
     )
     from models.verdicts import after_rerun, compare, regressed_tests
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
 
-# Continue-as-new before a run's history can pass 10,000 events (Temporal warns at 10,240): a chunk
-# of `tests_in_flight` runs adds at most ~8 events per run.
-HISTORY_BUDGET = 10_000
 NOTABLE = {Verdict.REGRESSION, Verdict.FLAKY, Verdict.ALWAYSFAIL, Verdict.IMPROVEMENT, Verdict.NO_REFERENCE}
 
 
@@ -52,8 +49,10 @@ class CampaignBatchWorkflow:
             done_targets=params.done_targets,
             counts=dict(done.counts),
         )
+        costliest = 0
         while remaining:
             chunk, remaining = remaining[:chunk_size], remaining[chunk_size:]
+            before = workflow.info().get_current_history_length()
             done.add(await self._chunk(params, chunk))
             self._progress.done_targets += len(chunk)
             self._progress.counts = dict(done.counts)
@@ -63,7 +62,10 @@ class CampaignBatchWorkflow:
                 f"{self._progress.done_targets} of {self._progress.targets} targets; "
                 + ", ".join(f"{k} {v}" for k, v in sorted(done.counts.items()))
             )
-            if remaining and history + 8 * 2 * len(remaining[:chunk_size]) > HISTORY_BUDGET:
+            # Start the next chunk only if it fits the budget even if it costs half again as much
+            # as the costliest so far (re-runs and retries vary the cost).
+            costliest = max(costliest, history - before)
+            if remaining and history + costliest * 3 // 2 > params.campaign.history_budget:
                 workflow.continue_as_new(
                     params.model_copy(
                         update={
@@ -86,7 +88,7 @@ class CampaignBatchWorkflow:
         )
 
     async def _claim(self, params: BatchInput, keys: list[ReferenceKey]) -> ClaimReferencesResult:
-        return await workflow.execute_activity(
+        claim: ClaimReferencesResult = await workflow.execute_activity(
             "claim_references",
             ClaimReferencesInput(
                 keys=keys,
@@ -99,6 +101,7 @@ class CampaignBatchWorkflow:
             retry_policy=DB_RETRY,
             summary=f"claim {len(keys)} references",
         )
+        return claim
 
     def _test(
         self, params: BatchInput, target: CampaignTarget, side: Side, attempt: int = 1
@@ -107,7 +110,7 @@ class CampaignBatchWorkflow:
         mode = "simulated " if campaign.simulation is not None else ""
         label = f"{mode}autopkgtest {target.source} {target.version} {params.architecture} ({side}"
         label += ", re-run)" if attempt > 1 else ")"
-        return workflow.start_activity(  # type: ignore[return-value]
+        return workflow.start_activity(
             "run_campaign_test",
             RunInput(
                 campaign_id=params.campaign_id,
@@ -200,8 +203,8 @@ class CampaignBatchWorkflow:
         result = BatchResult(
             tests_run=len(chunk) + len(references) - reused + len(suspects), references_reused=reused
         )
-        for verdict in verdicts.values():
-            result.counts[verdict.verdict] = result.counts.get(verdict.verdict, 0) + 1
-            if verdict.verdict in NOTABLE:
-                result.notable.append(verdict)
+        for decided in verdicts.values():
+            result.counts[decided.verdict] = result.counts.get(decided.verdict, 0) + 1
+            if decided.verdict in NOTABLE:
+                result.notable.append(decided)
         return result

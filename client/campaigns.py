@@ -1,0 +1,142 @@
+"""Starting campaigns, following them across batches, and printing their reports."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError
+
+from client.api import workflow_url
+from models.campaign import BatchProgress, CampaignInput, CampaignProgress, CampaignReport, Verdict
+from workflows import search_attributes as sa
+from workflows.campaign import CampaignWorkflow
+from workflows.campaign_batch import CampaignBatchWorkflow
+
+COLOURS = {
+    Verdict.REGRESSION: "bold red",
+    Verdict.FLAKY: "yellow",
+    Verdict.ALWAYSFAIL: "red",
+    Verdict.IMPROVEMENT: "green",
+    Verdict.PASS: "green",
+    Verdict.NEUTRAL: "white",
+    Verdict.NO_REFERENCE: "magenta",
+}
+
+
+async def start_campaign(
+    client: Client, params: CampaignInput, task_queue: str
+) -> WorkflowHandle[CampaignWorkflow, CampaignReport]:
+    mode = "simulated-" if params.simulation is not None else ""
+    workflow_id = f"{mode}campaign-{params.trigger_source}_{params.trigger_version}-{uuid.uuid4().hex[:8]}"
+    return await client.start_workflow(
+        CampaignWorkflow.run,
+        params,
+        id=workflow_id,
+        task_queue=task_queue,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PACKAGE, params.trigger_source),
+                SearchAttributePair(sa.VERSION, params.trigger_version),
+                SearchAttributePair(sa.SUITE, params.suite),
+                SearchAttributePair(sa.KIND, "campaign"),
+                SearchAttributePair(sa.ARCHITECTURES, params.architectures),
+                SearchAttributePair(sa.RESULT, "pending"),
+                SearchAttributePair(sa.REGRESSIONS, 0),
+            ]
+        ),
+        static_summary=f"{'SIMULATED ' if mode else ''}campaign: reverse dependencies of "
+        f"{params.trigger_source} {params.trigger_version} in {params.suite}",
+    )
+
+
+async def watch_campaign(client: Client, workflow_id: str, console: Console) -> None:
+    """A bar for the whole campaign (targets done) and one per running batch."""
+    root = client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id)
+    columns = (
+        TextColumn("{task.fields[name]:<44}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as bars:
+        overall = bars.add_task("planning", total=None, name=workflow_id[:44])
+        per_batch: dict[str, TaskID] = {}
+        finished_targets: dict[str, int] = {}
+        while True:
+            closed = (await root.describe()).status != WorkflowExecutionStatus.RUNNING
+            try:
+                state: CampaignProgress = await root.query(CampaignWorkflow.progress)
+            except RPCError:
+                state = CampaignProgress()
+            for batch_id in state.running_batches:
+                try:
+                    batch: BatchProgress = await client.get_workflow_handle_for(
+                        CampaignBatchWorkflow.run, batch_id
+                    ).query(CampaignBatchWorkflow.progress)
+                except RPCError:
+                    continue
+                if batch_id not in per_batch:
+                    per_batch[batch_id] = bars.add_task("", total=batch.targets, name=batch_id[-44:])
+                bars.update(per_batch[batch_id], completed=batch.done_targets, total=batch.targets)
+                finished_targets[batch_id] = batch.done_targets
+            for batch_id in [b for b in per_batch if b not in state.running_batches]:
+                bars.remove_task(per_batch.pop(batch_id))
+            done_batches = state.batches_done
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(state.counts.items()))
+            running_done = sum(finished_targets.get(b, 0) for b in state.running_batches)
+            bars.update(
+                overall,
+                total=state.planned_targets or None,
+                completed=min(state.planned_targets, _done_targets(state) + running_done),
+                description=f"batches {done_batches}/{state.batches} {counts}",
+            )
+            if closed:
+                return
+            await asyncio.sleep(1)
+
+
+def _done_targets(state: CampaignProgress) -> int:
+    return sum(state.counts.values())
+
+
+def print_campaign_report(
+    report: CampaignReport, console: Console, ui_url: str | None, namespace: str
+) -> None:
+    mode = "[bold magenta]SIMULATED[/] " if report.simulated else ""
+    console.print(
+        f"{mode}campaign for [bold]{report.trigger_source} {report.trigger_version}[/] in "
+        f"{report.suite} ({' '.join(report.architectures)}): {report.targets} targets, "
+        f"{report.tests_run} test runs, {report.references_reused} references reused, "
+        f"{report.batches} batches, largest history {report.max_history_events} events"
+    )
+    counts = Table(show_edge=False)
+    for verdict in Verdict:
+        counts.add_column(str(verdict))
+    counts.add_row(*[f"[{COLOURS[v]}]{report.counts.get(v, 0)}[/]" for v in Verdict])
+    console.print(counts)
+    listed = [v for v in report.notable if v.verdict in (Verdict.REGRESSION, Verdict.FLAKY)]
+    if listed:
+        table = Table(show_edge=False)
+        for column in ("verdict", "source", "version", "arch", "regressed tests", "new log", "reference log"):
+            table.add_column(column)
+        for v in sorted(listed, key=lambda v: (v.verdict, v.source)):
+            table.add_row(
+                f"[{COLOURS[v.verdict]}]{v.verdict}[/]",
+                v.source,
+                v.version,
+                v.architecture,
+                " ".join(v.regressed_tests),
+                str(v.new_log_artifact_id or ""),
+                str(v.reference_log_artifact_id or ""),
+            )
+        console.print(table)
+    url = workflow_url(ui_url, namespace, report.workflow_id)
+    if url:
+        console.print(f"  Temporal UI: {url}")
