@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import tempfile
 import time
@@ -14,11 +15,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import Text
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import ApplicationError
 
 from activities import simulated
 from activities.errors import translate_errors
-from activities.history import record_task
+from activities.history import WORKER_IDENTITY, record_tasks
 from activities.store import ArtifactStore, NewArtifact
 from models.artifacts import AutopkgtestData, AutopkgtestTestResult
 from models.campaign import (
@@ -27,6 +28,7 @@ from models.campaign import (
     ClaimReferencesInput,
     ClaimReferencesResult,
     PlanInput,
+    RecordRunsInput,
     RunInput,
     RunOutcome,
     RunResult,
@@ -195,7 +197,8 @@ class CampaignTasks:
             return int(written.rowcount)  # type: ignore[attr-defined]
 
     @activity.defn(name="run_campaign_test")
-    def run_campaign_test(self, params: RunInput) -> RunOutcome:
+    async def run_campaign_test(self, params: RunInput) -> RunOutcome:
+        """One simulated run; async because most runs are instant and a thread hop would dominate."""
         if params.simulation is None:
             raise ApplicationError(
                 "campaign tests with a real executor need the test sources from the archive, which "
@@ -213,39 +216,49 @@ class CampaignTasks:
             params.side,
             params.attempt,
         )
-        self._pause(duration, activity.heartbeat, activity.is_cancelled)
+        deadline = time.monotonic() + duration
+        while (left := deadline - time.monotonic()) > 0:
+            activity.heartbeat()
+            await asyncio.sleep(min(left, 1.0))  # a cancellation arrives here as CancelledError
         log_id = None
         if result is RunResult.FAIL:
-            log_id = self._store_simulated_log(params, result, tests)
+            log_id = await asyncio.to_thread(self._store_simulated_log, params, result, tests)
         elapsed = time.monotonic() - clock
-        record_task(
-            self.sessions,
-            task_name="simulated-autopkgtest",
-            subject=target.source,
-            context=f"{params.suite}/{params.architecture}/{params.side}",
-            workflow_id=activity.info().workflow_id,
-            started_at=started,
-            duration_s=elapsed,
-            result="success" if result is not RunResult.FAIL else "failure",
-            usage=[],
-            data={"version": target.version, "attempt": params.attempt, "simulated": True},
-        )
         return RunOutcome(
             result=result,
             exit_code=EXIT_CODES[result],
             tests=tests,
             log_artifact_id=log_id,
             duration_s=elapsed,
+            started_at=started,
+            worker=WORKER_IDENTITY,
         )
 
-    @staticmethod
-    def _pause(seconds: float, heartbeat: Callable[..., None], cancelled: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if cancelled():
-                raise CancelledError("the simulated test was cancelled")
-            heartbeat()
-            time.sleep(min(left, 1.0))
+    @activity.defn(name="record_runs")
+    def record_runs(self, params: RecordRunsInput) -> int:
+        """Task history of a chunk's runs, in one transaction instead of one per run."""
+        task = "simulated-autopkgtest" if params.simulated else "autopkgtest"
+        workflow_id = activity.info().workflow_id
+        rows = [
+            {
+                "task_name": task,
+                "subject": run.target.source,
+                "context": f"{params.suite}/{params.architecture}/{run.side}",
+                "worker": run.outcome.worker,
+                "workflow_id": workflow_id,
+                "started_at": run.outcome.started_at or dt.datetime.now(dt.UTC),
+                "duration_s": run.outcome.duration_s,
+                "result": "failure" if run.outcome.result is RunResult.FAIL else "success",
+                "data": {
+                    "version": run.target.version,
+                    "attempt": run.attempt,
+                    "simulated": params.simulated,
+                },
+            }
+            for run in params.runs
+        ]
+        record_tasks(self.sessions, rows)
+        return len(rows)
 
     def _store_simulated_log(self, params: RunInput, result: RunResult, tests: dict[str, str]) -> int:
         """A log saying plainly that nothing ran: failures must have logs to link from the report."""
@@ -296,4 +309,5 @@ class CampaignTasks:
             self.claim_references,
             self.store_reference_results,
             self.run_campaign_test,
+            self.record_runs,
         ]

@@ -7,7 +7,7 @@ import os
 import socket
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.process import ProcessOutcome
@@ -87,3 +87,40 @@ def record_task(
         )
         session.flush()
         prune_task_history(session, task_name=task_name, subject=subject, context=context, keep=_keep_newest)
+
+
+# The same rule for every key a batch of rows touched, in one statement.
+PRUNE_KEYS = text(
+    """
+    DELETE FROM task_history WHERE id IN (
+        SELECT id FROM task_history WHERE id = ANY(ARRAY(
+            SELECT id FROM (
+                SELECT h.id, h.result,
+                       row_number() OVER (PARTITION BY h.task_name, h.subject, h.context
+                                          ORDER BY h.started_at DESC, h.id DESC) AS newest,
+                       row_number() OVER (PARTITION BY h.task_name, h.subject, h.context, h.result
+                                          ORDER BY h.started_at DESC, h.id DESC) AS of_result
+                FROM task_history h
+                JOIN unnest(CAST(:tasks AS text[]), CAST(:subjects AS text[]), CAST(:contexts AS text[]))
+                     AS k(task_name, subject, context) USING (task_name, subject, context)
+            ) ranked
+            WHERE newest > :keep AND NOT (result IN ('success', 'failure') AND of_result = 1)
+        ))
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+
+def record_tasks(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) -> None:
+    """Insert many finished tasks (TaskHistory column values) and prune the keys they touched."""
+    if not rows:
+        return
+    keys = sorted({(r["task_name"], r["subject"], r["context"]) for r in rows})
+    with sessions.begin() as session:
+        session.execute(insert(TaskHistory), rows)
+        session.execute(
+            PRUNE_KEYS,
+            {"tasks": [k[0] for k in keys], "subjects": [k[1] for k in keys],
+             "contexts": [k[2] for k in keys], "keep": _keep_newest},
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
@@ -54,7 +55,7 @@ class CampaignInput(BaseModel):
     architectures: list[str] = Field(default_factory=lambda: ["amd64"])
     batch_size: int = Field(default=500, ge=1, le=500)
     batches_in_flight: int = Field(default=4, ge=1, le=50)
-    tests_in_flight: int = Field(default=200, ge=1, le=900)
+    tests_in_flight: int = Field(default=400, ge=1, le=900)
     reference_max_age_days: int = 30
     test_timeout_s: float = 2 * 3600
     target_limit: int | None = Field(default=None, ge=1, description="test only the first N targets")
@@ -95,6 +96,25 @@ class RunOutcome(BaseModel):
     tests: dict[str, str] = Field(default_factory=dict)  # test name → PASS/FAIL/SKIP/…
     log_artifact_id: int | None = None
     duration_s: float = 0.0
+    # For the task history the batch records in bulk.
+    started_at: datetime | None = None
+    worker: str = ""
+
+
+class RunRecord(BaseModel):
+    """One finished run, for the task history."""
+
+    target: CampaignTarget
+    side: Side
+    attempt: int
+    outcome: RunOutcome
+
+
+class RecordRunsInput(BaseModel):
+    suite: str
+    architecture: str
+    simulated: bool
+    runs: list[RunRecord]
 
 
 class ReferenceKey(BaseModel):

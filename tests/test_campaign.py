@@ -30,6 +30,7 @@ from models.campaign import (
 )
 from models.tables import TaskHistory
 from models.verdicts import after_rerun, compare, regressed_tests, run_result
+from tests.test_pipeline import replay
 from worker.settings import Settings
 from workflows.campaign_batch import CampaignBatchWorkflow
 
@@ -244,6 +245,8 @@ async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
     assert report.tests_run >= 80  # a new and a reference run per target, plus re-runs
     first_batch = f"{handle.id}-amd64-batch-0000"
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{first_batch}"')]
+    await replay(client, handle.id, "campaign-root")
+    await replay(client, first_batch, "campaign-batch")
     assert len(runs) > 1  # the batch continued as new to stay within its history budget
     assert all(v.verdict is not Verdict.PASS for v in report.notable)
     assert {v.source for v in report.notable} <= {

@@ -26,6 +26,7 @@ from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relat
 from models.db import make_engine, make_sessionmaker
 from models.expiry_payloads import ExpiryBatchInput, RetentionPolicy
 from models.tables import Collection, CollectionItem, RelationType
+from tests.test_pipeline import replay
 from worker.expiry_schedule import ensure_expiry_schedule, run_expiry_now
 from worker.settings import Settings
 
@@ -427,6 +428,7 @@ async def test_expiry_workflow_applies_every_rule(
     finally:
         await client.get_workflow_handle(holder).terminate()
     assert result.artifacts_deleted >= 2 and result.running_workflows >= 1
+    await replay(client, tag, "expiry")
 
     alive = existing(engine, [ids[k] for k in ("gone", "kept", "child", "by_workflow", "recent", "released")])
     assert alive == {ids["kept"], ids["child"], ids["by_workflow"], ids["recent"]}

@@ -29,7 +29,10 @@ async def replay(client: Client, workflow_id: str, record_as: str) -> None:
     """Replay a fresh history; with DEBFLOW_RECORD_HISTORIES=1 also keep it for future replays."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     if os.environ.get("DEBFLOW_RECORD_HISTORIES") == "1":
-        (HISTORIES / f"{record_as}.json").write_text(history.to_json())
+        # The workflow id is part of the file name: workflows derive child ids from their own.
+        for old in HISTORIES.glob(f"{record_as}--*.json"):
+            old.unlink()
+        (HISTORIES / f"{record_as}--{workflow_id}.json").write_text(history.to_json())
     await Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter).replay_workflow(history)
 
 
@@ -152,5 +155,6 @@ async def test_recorded_histories_replay() -> None:
     assert files, "no recorded histories; run tests/record_histories.py"
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
     for path in files:
-        history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+        workflow_id = path.stem.split("--", 1)[1]
+        history = WorkflowHistory.from_json(workflow_id, json.loads(path.read_text()))
         await replayer.replay_workflow(history)
