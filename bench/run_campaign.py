@@ -12,13 +12,11 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
@@ -26,15 +24,13 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _database import BOOKWORM as DATA
+from _stack import peak_rss_mb, private_stack
 
 from activities.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Simulation
 from models.db import make_engine, make_sessionmaker
 from worker.connect import connect_temporal
-from worker.devstack import DevStack
-from worker.postgres import free_port
-from worker.settings import PROJECT_ROOT, Settings
 
 
 @activity.defn(name="noop")
@@ -84,13 +80,6 @@ class RawNoopRoot:
         return total
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 async def raw_baseline(
     client: Client, tasks: int, batch: int, in_flight: int, batches_in_flight: int
 ) -> float:
@@ -123,25 +112,7 @@ async def main() -> None:
     parser.add_argument("--trigger", default="glibc")
     args = parser.parse_args()
 
-    state = Path(os.environ.get("TMPDIR", "/tmp")) / f"debflow-bench-campaign-{os.getpid()}"
-    state.mkdir(mode=0o755)
-    config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text()) | {
-        "port": free_port(),
-        "ui_port": free_port(),
-    }
-    (state / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
-    os.environ["DEBFLOW_MAX_CONCURRENT_ACTIVITIES"] = "16"
-    settings = Settings(
-        state_dir=state,
-        temporal_dev_config=state / "temporal-dev.yaml",
-        postgres_port=free_port(),
-        database_url=None,
-        temporal_address=None,
-        max_concurrent_activities=16,
-    )
-    stack = DevStack(settings, workers=args.workers, say=lambda line: print(line, flush=True))
-    await asyncio.to_thread(stack.start)
-    try:
+    async with private_stack(workers=args.workers) as stack:
         engine = make_engine(stack.database_url)
         started = time.monotonic()
         import_suite(
@@ -163,7 +134,7 @@ async def main() -> None:
             target_limit=args.limit,
         )
         started = time.monotonic()
-        handle = await start_campaign(client, params, settings.task_queue)
+        handle = await start_campaign(client, params, stack.settings.task_queue)
         report = await handle.result()
         campaign_s = time.monotonic() - started
         rss = max(peak_rss_mb(p.pid) for p in stack.worker_processes)
@@ -187,9 +158,6 @@ async def main() -> None:
             "peak_worker_rss_mb": round(rss, 1),
         }
         print(json.dumps(figures))
-    finally:
-        stack.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from models.campaign import (
 )
 from models.tables import TaskHistory
 from models.verdicts import after_rerun, compare, regressed_tests, run_result
+from tests.synthetic_suite import write_suite
 from tests.test_pipeline import replay
 from worker.settings import Settings
 from workflows.campaign_batch import CampaignBatchWorkflow
@@ -195,36 +196,12 @@ async def test_two_campaigns_share_reference_runs(
     assert sum(r.references_reused for r in results) == len(targets)
 
 
-def _write_suite(root: Path, trigger: str, dependants: int) -> tuple[Path, Path]:
-    """A tiny archive: `trigger` builds lib<trigger>1; `dependants` sources test against it."""
-    sources = [
-        f"Package: {trigger}\nVersion: 1.0\nBinary: lib{trigger}1\nTestsuite: autopkgtest\n"
-        f"Architecture: any\n"
-    ]
-    packages = [f"Package: lib{trigger}1\nVersion: 1.0\nArchitecture: amd64\nSource: {trigger}\n"]
-    for i in range(dependants):
-        name = f"{trigger}-user{i:02d}"
-        sources.append(
-            f"Package: {name}\nVersion: 2.{i}\nBinary: {name}\nTestsuite: autopkgtest\nArchitecture: any\n"
-        )
-        packages.append(
-            f"Package: {name}\nVersion: 2.{i}\nArchitecture: amd64\nDepends: lib{trigger}1 (>= 1.0)\n"
-        )
-    sources.append(
-        f"Package: {trigger}-untested\nVersion: 1\nBinary: {trigger}-untested\nArchitecture: any\n"
-    )
-    packages.append(f"Package: {trigger}-untested\nVersion: 1\nArchitecture: amd64\nDepends: lib{trigger}1\n")
-    (root / "Sources").write_text("\n".join(sources))
-    (root / "Packages").write_text("\n".join(packages))
-    return root / "Sources", root / "Packages"
-
-
 async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
     client: Client, settings: Settings, worker: None, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     trigger = f"libfoo{uuid.uuid4().hex[:6]}"
     suite = f"test-{trigger}"
-    sources, packages = _write_suite(tmp_path, trigger, dependants=39)
+    sources, packages = write_suite(tmp_path, trigger, dependants=39)
     import_suite(sessions=sessions, name=suite, sources=sources, packages=[packages])
     params = CampaignInput(
         trigger_source=trigger,
@@ -250,7 +227,7 @@ async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
     assert len(runs) > 1  # the batch continued as new to stay within its history budget
     assert all(v.verdict is not Verdict.PASS for v in report.notable)
     assert {v.source for v in report.notable} <= {
-        t for t in [trigger] + [f"{trigger}-user{i:02d}" for i in range(39)]
+        t for t in [trigger] + [f"{trigger}-user{i:04d}" for i in range(39)]
     }
     found = [
         w.id async for w in client.list_workflows(f'DebflowKind="campaign" AND DebflowPackage="{trigger}"')

@@ -1,0 +1,49 @@
+"""A private dev stack for one benchmark: embedded PostgreSQL, Temporal dev server, worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import yaml
+
+from worker.devstack import DevStack
+from worker.postgres import free_port, world_readable_tempdir
+from worker.settings import PROJECT_ROOT, Settings
+
+
+@asynccontextmanager
+async def private_stack(workers: int = 1, max_concurrent_activities: int = 16) -> AsyncIterator[DevStack]:
+    """temporal-dev.yaml's server settings on free ports, state in a temporary directory."""
+    state = world_readable_tempdir("debflow-bench-")
+    config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
+    config |= {"port": free_port(), "ui_port": free_port()}
+    (state / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
+    os.environ["DEBFLOW_MAX_CONCURRENT_ACTIVITIES"] = str(max_concurrent_activities)
+    settings = Settings(
+        state_dir=state,
+        temporal_dev_config=state / "temporal-dev.yaml",
+        postgres_port=free_port(),
+        database_url=None,
+        temporal_address=None,
+        max_concurrent_activities=max_concurrent_activities,
+    )
+    stack = DevStack(settings, workers=workers, say=lambda line: print(line, flush=True))
+    await asyncio.to_thread(stack.start)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set size of a process (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
