@@ -17,7 +17,7 @@ from sqlalchemy.types import Text
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import simulated
+from activities import faults, simulated
 from activities.errors import translate_errors
 from activities.history import WORKER_IDENTITY, record_tasks
 from activities.store import ArtifactStore, NewArtifact
@@ -71,6 +71,12 @@ _STORE = text(
 )
 
 
+_EXPECTED = text(
+    "SELECT subject, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) FROM task_history "
+    "WHERE task_name = :task AND context = :context AND subject = ANY(:sources) GROUP BY subject"
+).bindparams(bindparam("sources", type_=ARRAY(Text)))
+
+
 def _collection_id(session: Session, suite: str) -> int:
     session.execute(_ENSURE_COLLECTION, {"suite": suite, "category": QA_RESULTS})
     return int(session.execute(_COLLECTION_ID, {"suite": suite, "category": QA_RESULTS}).scalar_one())
@@ -109,11 +115,28 @@ class CampaignTasks:
                 architecture=params.architecture,
                 include_source=params.trigger_source,
             )
+            expected = self._expected_durations(session, params, [t.source for t in targets])
         return CampaignPlan(
             suite_state=state,
             trigger_binaries=list(binaries),
-            targets=[CampaignTarget(source=t.source, version=t.version) for t in targets],
+            targets=[
+                CampaignTarget(source=t.source, version=t.version, expected_s=expected.get(t.source))
+                for t in targets
+            ],
         )
+
+    @staticmethod
+    def _expected_durations(session: Session, params: PlanInput, sources: list[str]) -> dict[str, float]:
+        """Median duration of each source's recent new-side runs, from the task history (one query)."""
+        rows = session.execute(
+            _EXPECTED,
+            {
+                "task": "simulated-autopkgtest" if params.simulated else "autopkgtest",
+                "context": f"{params.suite}/{params.architecture}/new",
+                "sources": sources,
+            },
+        )
+        return {source: float(seconds) for source, seconds in rows}
 
     @activity.defn(name="claim_references")
     def claim_references(self, params: ClaimReferencesInput) -> ClaimReferencesResult:
@@ -223,6 +246,7 @@ class CampaignTasks:
         log_id = None
         if result is RunResult.FAIL:
             log_id = await asyncio.to_thread(self._store_simulated_log, params, result, tests)
+            faults.after_store("run_campaign_test")
         elapsed = time.monotonic() - clock
         return RunOutcome(
             result=result,

@@ -1,36 +1,41 @@
-"""The activities that build, lint and test an upload with an executor and store what they produce."""
+"""The activities that build, lint and test an upload with an executor and store what they produce.
+
+Each tool activity can run twice without harm: its artifacts carry idempotency keys (workflow id,
+activity id, name) and are registered together with its task-history row in one short transaction; a
+retry first looks for what an interrupted attempt stored (activities/resume.py) and reuses it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from debian.deb822 import Changes, Deb822
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import faults
+from activities.dsc import ARCHIVE, check_source_archive
 from activities.errors import translate_errors
 from activities.executors import Executor, Hooks
-from activities.history import record_task
+from activities.history import add_task_history
+from activities.packages import binary_data, changes_artifact
 from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
 from activities.process import ProcessOutcome
-from activities.store import ArtifactStore, NewArtifact, Relation
+from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
+from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
 from models.artifacts import (
     AutopkgtestData,
-    BinaryPackageData,
     LintianData,
     PackageBuildLogData,
     SourcePackageData,
-    UploadData,
 )
 from models.payloads import (
     AutopkgtestResult,
@@ -45,6 +50,7 @@ from models.payloads import (
 from models.tables import Artifact, RelationType
 
 MAX_OUTPUT_FILE = 64 * 1024 * 1024
+R = TypeVar("R")
 
 
 def _no_epoch(version: str) -> str:
@@ -63,6 +69,7 @@ class DebianTasks:
         scratch_dir: Path,
         heartbeat_interval: float,
         expiration_days: int,
+        max_unpacked_bytes: int = 4 * 1024**3,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -70,14 +77,16 @@ class DebianTasks:
         self.scratch_dir = scratch_dir
         self.heartbeat_interval = heartbeat_interval
         self.expiration_days = expiration_days
+        self.max_unpacked_bytes = max_unpacked_bytes
 
     # -- helpers ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _workspace(self) -> Iterator[Path]:
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        scratch = self.scratch_dir.resolve()
+        scratch.mkdir(parents=True, exist_ok=True)
         info = activity.info()
-        path = Path(tempfile.mkdtemp(prefix=f"{info.activity_type}-", dir=self.scratch_dir))
+        path = Path(tempfile.mkdtemp(prefix=f"{info.activity_type}-", dir=scratch))
         try:
             yield path
         finally:
@@ -89,49 +98,61 @@ class DebianTasks:
 
         return Hooks(tick=tick, cancelled=activity.is_cancelled, interval=self.heartbeat_interval)
 
-    def _expiry(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days)
-
     def _key(self, name: str) -> str:
         info = activity.info()
         return f"{info.workflow_id}/{info.activity_id}/{name}"
 
-    def _register(self, artifacts: list[NewArtifact], relations: list[Relation]) -> list[int]:
+    def _resume(self, rebuild: Callable[[list[StoredArtifact], int], R | None]) -> R | None:
+        """On a retry, the result an interrupted attempt already stored (None: run the tool)."""
         info = activity.info()
-        return self.store.register(
+        if info.attempt == 1:
+            return None
+        reached = info.heartbeat_details[0] if info.heartbeat_details else None
+        stored = self.store.activity_artifacts(info.workflow_id or "", info.activity_id)
+        found = rebuild(stored, info.attempt)
+        if found is not None:
+            activity.logger.info(
+                "try %d reuses the outputs an interrupted try stored (last heartbeat: %s)",
+                info.attempt,
+                reached,
+            )
+        return found
+
+    def _store(
+        self,
+        artifacts: list[NewArtifact],
+        relations: list[Relation],
+        history: dict[str, Any],
+        activity_type: str,
+    ) -> list[int]:
+        """Register the artifacts and the task-history row in one transaction; then tell Temporal (by
+        heartbeat) that the outputs are stored."""
+        info = activity.info()
+
+        def record(session: Session, fresh: bool) -> None:
+            if fresh:  # a concurrent, older attempt that stored the same keys has recorded it
+                add_task_history(session, workflow_id=info.workflow_id, **history)
+
+        ids = self.store.register(
             artifacts,
             workflow_id=info.workflow_id,
             activity_id=info.activity_id,
-            expires_at=self._expiry(),
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days),
             relations=relations,
+            also=record,
         )
-
-    def _history(
-        self,
-        name: str,
-        subject: str,
-        context: str,
-        started: dt.datetime,
-        duration: float,
-        result: TaskResult,
-        usage: list[ProcessOutcome],
-        data: dict[str, object],
-    ) -> None:
-        record_task(
-            self.sessions,
-            task_name=name,
-            subject=subject,
-            context=context,
-            workflow_id=activity.info().workflow_id,
-            started_at=started,
-            duration_s=duration,
-            result=str(result),
-            usage=usage,
-            data=data,
-        )
+        activity.heartbeat({"stage": "stored", "artifact_ids": ids})
+        faults.after_store(activity_type)
+        return ids
 
     def _source_files(self, upload_artifact_id: int, work: Path) -> Path:
         files = self.store.materialize([upload_artifact_id], work)[upload_artifact_id]
+        # The archives were checked when submitted; an artifact may come from elsewhere, so check the
+        # members again before any executor extracts them.
+        budget = self.max_unpacked_bytes
+        for name, path in files.items():
+            if ARCHIVE.search(name):
+                budget -= check_source_archive(path, max_unpacked_bytes=budget)
         return next(path for name, path in files.items() if name.endswith(".dsc"))
 
     # -- activities ------------------------------------------------------------------------------
@@ -155,63 +176,60 @@ class DebianTasks:
     @activity.defn(name="build_package")
     def build_package(self, params: BuildInput) -> BuildResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        with translate_errors(), self._workspace() as work:
-            dsc = self._source_files(params.upload_artifact_id, work / "in")
-            log = work / f"{params.source}_{_no_epoch(params.version)}_{params.architecture}.build"
-            out = self.executor.build(
-                dsc,
-                work,
-                architecture=params.architecture,
-                build_arch_all=params.build_arch_all,
-                log=log,
-                hooks=self._hooks("build"),
-            )
-            ok = out.outcome.returncode == 0 and out.changes is not None
-            result = TaskResult.SUCCESS if ok else TaskResult.FAILURE
-            artifacts = [
-                NewArtifact(
-                    "debian:package-build-log",
-                    PackageBuildLogData(
-                        source=params.source,
-                        version=params.version,
-                        architecture=params.architecture,
-                        filename=log.name,
-                        exit_code=out.outcome.returncode,
-                        result=str(result),
-                    ),
-                    {log.name: log},
-                    self._key("log"),
-                )
-            ]
-            relations = [Relation(0, params.upload_artifact_id, RelationType.RELATES_TO)]
-            packages: list[str] = []
-            if ok and out.changes is not None:
-                artifacts.append(self._changes_artifact(out.changes, out.debs))
-                relations.append(Relation(1, params.upload_artifact_id, RelationType.RELATES_TO))
-                for deb in out.debs:
-                    data = self._binary_data(deb)
-                    packages.append(data.package)
-                    index = len(artifacts)
-                    artifacts.append(
-                        NewArtifact("debian:binary-package", data, {deb.name: deb}, self._key(deb.name))
-                    )
-                    relations += [
-                        Relation(index, params.upload_artifact_id, RelationType.BUILT_USING),
-                        Relation(1, index, RelationType.EXTENDS, target_in_batch=True),
-                        Relation(0, index, RelationType.RELATES_TO, target_in_batch=True),
-                    ]
-            ids = self._register(artifacts, relations)
-        duration = time.monotonic() - clock
-        self._history(
-            "build",
-            params.source,
-            f"{params.suite}/{params.architecture}",
-            started,
-            duration,
-            result,
-            [out.outcome],
-            {"version": params.version},
+        with translate_errors():
+            reused = self._resume(build_result_from)
+            if reused is not None:
+                return reused
+            with self._workspace() as work:
+                return self._build(params, work, started, clock)
+
+    def _build(self, params: BuildInput, work: Path, started: dt.datetime, clock: float) -> BuildResult:
+        dsc = self._source_files(params.upload_artifact_id, work / "in")
+        log = work / f"{params.source}_{_no_epoch(params.version)}_{params.architecture}.build"
+        out = self.executor.build(
+            dsc,
+            work,
+            suite=params.suite,
+            architecture=params.architecture,
+            build_arch_all=params.build_arch_all,
+            log=log,
+            hooks=self._hooks("build"),
         )
+        duration = time.monotonic() - clock
+        ok = out.outcome.returncode == 0 and out.changes is not None
+        result = TaskResult.SUCCESS if ok else TaskResult.FAILURE
+        log_data = PackageBuildLogData(
+            source=params.source,
+            version=params.version,
+            architecture=params.architecture,
+            filename=log.name,
+            exit_code=out.outcome.returncode,
+            result=str(result),
+            duration_s=round(duration, 3),
+            environment_artifact_id=out.environment_artifact_id,
+        )
+        artifacts = [NewArtifact("debian:package-build-log", log_data, {log.name: log}, self._key("log"))]
+        relations = [Relation(0, params.upload_artifact_id, RelationType.RELATES_TO)]
+        if out.environment_artifact_id is not None:
+            relations.append(Relation(0, out.environment_artifact_id, RelationType.RELATES_TO))
+        packages: list[str] = []
+        if ok and out.changes is not None:
+            artifacts.append(changes_artifact(out.changes, self._key(out.changes.name)))
+            relations.append(Relation(1, params.upload_artifact_id, RelationType.RELATES_TO))
+            for deb in out.debs:
+                data = binary_data(deb)
+                packages.append(data.package)
+                index = len(artifacts)
+                artifacts.append(
+                    NewArtifact("debian:binary-package", data, {deb.name: deb}, self._key(deb.name))
+                )
+                relations += [
+                    Relation(index, params.upload_artifact_id, RelationType.BUILT_USING),
+                    Relation(1, index, RelationType.EXTENDS, target_in_batch=True),
+                    Relation(0, index, RelationType.RELATES_TO, target_in_batch=True),
+                ]
+        history = self._history("build", params, started, duration, result, [out.outcome])
+        ids = self._store(artifacts, relations, history, "build_package")
         what = "built " + ", ".join(packages) if ok else f"build failed (exit {out.outcome.returncode})"
         return BuildResult(
             result=result,
@@ -222,44 +240,30 @@ class DebianTasks:
             packages=packages,
             duration_s=duration,
             summary=what,
-        )
-
-    def _changes_artifact(self, changes: Path, debs: list[Path]) -> NewArtifact:
-        with open(changes) as f:
-            fields = Changes(f)
-        listed = {entry["name"] for entry in fields.get("Files", [])}
-        files = {changes.name: changes}
-        files |= {name: changes.parent / name for name in listed if not name.endswith(".deb")}
-        return NewArtifact(
-            "debian:upload",
-            UploadData(
-                source=fields["Source"],
-                version=fields["Version"],
-                architecture=fields.get("Architecture", "").split(),
-                changes_filename=changes.name,
-                changes_fields={k: v for k, v in fields.items() if isinstance(v, str) and "\n" not in v},
-            ),
-            files,
-            self._key(changes.name),
+            tries=activity.info().attempt,
+            environment_artifact_id=out.environment_artifact_id,
         )
 
     @staticmethod
-    def _binary_data(deb: Path) -> BinaryPackageData:
-        fields = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, check=True).stdout
-        control = Deb822(fields)
-        source_field = control.get("Source", control["Package"])
-        source, _, source_version = source_field.partition(" ")
-        return BinaryPackageData(
-            package=control["Package"],
-            version=control["Version"],
-            architecture=control["Architecture"],
-            source=source,
-            source_version=source_version.strip("()") or control["Version"],
-            depends=control.get("Depends", ""),
-            pre_depends=control.get("Pre-Depends", ""),
-            provides=control.get("Provides", ""),
-            filename=deb.name,
-        )
+    def _history(
+        name: str,
+        params: BuildInput | CheckInput,
+        started: dt.datetime,
+        duration: float,
+        result: TaskResult,
+        usage: list[ProcessOutcome],
+        **data: object,
+    ) -> dict[str, Any]:
+        return {
+            "task_name": name,
+            "subject": params.source,
+            "context": f"{params.suite}/{params.architecture}",
+            "started_at": started,
+            "duration_s": duration,
+            "result": str(result),
+            "usage": usage,
+            "data": {"version": params.version, "activity_id": activity.info().activity_id, **data},
+        }
 
     def _binaries(self, params: CheckInput, work: Path) -> tuple[Path, list[Path]]:
         dsc = self._source_files(params.upload_artifact_id, work / "in")
@@ -270,120 +274,130 @@ class DebianTasks:
     @activity.defn(name="run_lintian")
     def run_lintian(self, params: CheckInput) -> LintianResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        with translate_errors(), self._workspace() as work:
-            dsc, debs = self._binaries(params, work)
-            log = work / "lintian.txt"
-            outcome = self.executor.lintian([dsc, *debs], workdir=work, log=log, hooks=self._hooks("lintian"))
-            tags = parse_lintian(log.read_text(errors="replace"))
-            counts = lintian_counts(tags)
-            if outcome.returncode != 0 and not counts.get("error"):
-                tail = log.read_text(errors="replace")[-500:]
-                raise ApplicationError(
-                    f"lintian failed without reporting tags (exit {outcome.returncode}): {tail}"
-                )
-            result = TaskResult.FAILURE if counts.get("error") else TaskResult.SUCCESS
-            version = self.executor.lintian_version()
-            data = LintianData(
-                source=params.source,
-                version=params.version,
-                architecture=params.architecture,
-                result=str(result),
-                exit_code=outcome.returncode,
-                lintian_version=version,
-                counts=counts,
-                tags=tags,
+        with translate_errors():
+            reused = self._resume(lintian_result_from)
+            if reused is not None:
+                return reused
+            with self._workspace() as work:
+                return self._lintian(params, work, started, clock)
+
+    def _lintian(self, params: CheckInput, work: Path, started: dt.datetime, clock: float) -> LintianResult:
+        dsc, debs = self._binaries(params, work)
+        log = work / "lintian.txt"
+        outcome = self.executor.lintian([dsc, *debs], workdir=work, log=log, hooks=self._hooks("lintian"))
+        tags = parse_lintian(log.read_text(errors="replace"))
+        counts = lintian_counts(tags)
+        if outcome.returncode != 0 and not counts.get("error"):
+            tail = log.read_text(errors="replace")[-500:]
+            raise ApplicationError(
+                f"lintian failed without reporting tags (exit {outcome.returncode}): {tail}"
             )
-            related = [params.upload_artifact_id, *params.binary_artifact_ids]
-            (artifact_id,) = self._register(
-                [NewArtifact("debian:lintian", data, {log.name: log}, self._key("lintian"))],
-                [Relation(0, target, RelationType.RELATES_TO) for target in related],
-            )
+        result = TaskResult.FAILURE if counts.get("error") else TaskResult.SUCCESS
         duration = time.monotonic() - clock
-        self._history(
-            "lintian",
-            params.source,
-            f"{params.suite}/{params.architecture}",
-            started,
-            duration,
-            result,
-            [outcome],
-            {"version": params.version, "counts": counts},
+        data = LintianData(
+            source=params.source,
+            version=params.version,
+            architecture=params.architecture,
+            result=str(result),
+            exit_code=outcome.returncode,
+            lintian_version=self.executor.lintian_version(),
+            counts=counts,
+            tags=tags,
+            duration_s=round(duration, 3),
+        )
+        related = [params.upload_artifact_id, *params.binary_artifact_ids]
+        (artifact_id,) = self._store(
+            [NewArtifact("debian:lintian", data, {log.name: log}, self._key("lintian"))],
+            [Relation(0, target, RelationType.RELATES_TO) for target in related],
+            self._history("lintian", params, started, duration, result, [outcome], counts=counts),
+            "run_lintian",
         )
         summary = ", ".join(f"{n} {sev}" for sev, n in counts.items()) or "no tags"
         return LintianResult(
-            result=result, artifact_id=artifact_id, counts=counts, duration_s=duration, summary=summary
+            result=result,
+            artifact_id=artifact_id,
+            counts=counts,
+            duration_s=duration,
+            summary=summary,
+            tries=activity.info().attempt,
         )
 
     @activity.defn(name="run_autopkgtest")
     def run_autopkgtest(self, params: CheckInput) -> AutopkgtestResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        with translate_errors(), self._workspace() as work:
-            dsc, debs = self._binaries(params, work)
-            output_dir, summary_file, log = work / "out", work / "summary", work / "autopkgtest.log"
-            outcome = self.executor.autopkgtest(
-                dsc,
-                debs,
-                workdir=work,
-                output_dir=output_dir,
-                summary=summary_file,
-                log=log,
-                hooks=self._hooks("autopkgtest"),
+        with translate_errors():
+            reused = self._resume(autopkgtest_result_from)
+            if reused is not None:
+                return reused
+            with self._workspace() as work:
+                return self._autopkgtest(params, work, started, clock)
+
+    def _autopkgtest(
+        self, params: CheckInput, work: Path, started: dt.datetime, clock: float
+    ) -> AutopkgtestResult:
+        dsc, debs = self._binaries(params, work)
+        output_dir, summary_file, log = work / "out", work / "summary", work / "autopkgtest.log"
+        outcome = self.executor.autopkgtest(
+            dsc,
+            debs,
+            suite=params.suite,
+            architecture=params.architecture,
+            workdir=work,
+            output_dir=output_dir,
+            summary=summary_file,
+            log=log,
+            hooks=self._hooks("autopkgtest"),
+        )
+        result = autopkgtest_result(outcome.returncode)
+        if result is TaskResult.ERROR:
+            tail = log.read_text(errors="replace")[-800:]
+            # Not a verdict on the package: let the retry policy run it again.
+            raise ApplicationError(
+                f"autopkgtest testbed failure (exit {outcome.returncode}): {tail}",
+                type="AutopkgtestInfrastructureError",
             )
-            result = autopkgtest_result(outcome.returncode)
-            if result is TaskResult.ERROR:
-                tail = log.read_text(errors="replace")[-800:]
-                # Not a verdict on the package: let the retry policy run it again.
-                raise ApplicationError(
-                    f"autopkgtest testbed failure (exit {outcome.returncode}): {tail}",
-                    type="AutopkgtestInfrastructureError",
-                )
-            tests = parse_autopkgtest_summary(
-                summary_file.read_text(errors="replace") if summary_file.exists() else ""
-            )
-            files = {"log": log}
-            if summary_file.exists():
-                files["summary"] = summary_file
-            if output_dir.is_dir():
-                for path in sorted(output_dir.rglob("*")):
-                    if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_OUTPUT_FILE:
-                        files[f"output/{path.relative_to(output_dir)}"] = path
-            data = AutopkgtestData(
-                source=params.source,
-                version=params.version,
-                architecture=params.architecture,
-                suite=params.suite,
-                result=str(result),
-                exit_code=outcome.returncode,
-                virt_server=f"{self.executor.name}:null",
-                tests=tests,
-            )
-            (artifact_id,) = self._register(
-                [NewArtifact("debian:autopkgtest", data, files, self._key("autopkgtest"))],
-                [
-                    Relation(0, t, RelationType.RELATES_TO)
-                    for t in [params.upload_artifact_id, *params.binary_artifact_ids]
-                ],
-            )
+        tests = parse_autopkgtest_summary(
+            summary_file.read_text(errors="replace") if summary_file.exists() else ""
+        )
+        files = {"log": log}
+        if summary_file.exists():
+            files["summary"] = summary_file
+        if output_dir.is_dir():
+            for path in sorted(output_dir.rglob("*")):
+                if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_OUTPUT_FILE:
+                    files[f"output/{path.relative_to(output_dir)}"] = path
         duration = time.monotonic() - clock
-        self._history(
-            "autopkgtest",
-            params.source,
-            f"{params.suite}/{params.architecture}",
-            started,
-            duration,
-            result,
-            [outcome],
-            {"version": params.version, "exit_code": outcome.returncode},
+        data = AutopkgtestData(
+            source=params.source,
+            version=params.version,
+            architecture=params.architecture,
+            suite=params.suite,
+            result=str(result),
+            exit_code=outcome.returncode,
+            virt_server=f"{self.executor.name}:{self.executor.virt_server}",
+            tests=tests,
+            duration_s=round(duration, 3),
+        )
+        (artifact_id,) = self._store(
+            [NewArtifact("debian:autopkgtest", data, files, self._key("autopkgtest"))],
+            [
+                Relation(0, t, RelationType.RELATES_TO)
+                for t in [params.upload_artifact_id, *params.binary_artifact_ids]
+            ],
+            self._history(
+                "autopkgtest", params, started, duration, result, [outcome], exit_code=outcome.returncode
+            ),
+            "run_autopkgtest",
         )
         passed = sum(t.status == "PASS" for t in tests.values())
-        summary = f"{passed}/{len(tests)} tests passed (exit {outcome.returncode})"
         return AutopkgtestResult(
             result=result,
             exit_code=outcome.returncode,
             artifact_id=artifact_id,
             tests={name: t.status for name, t in tests.items()},
             duration_s=duration,
-            summary=summary,
+            summary=f"{passed}/{len(tests)} tests passed (exit {outcome.returncode})",
+            tries=activity.info().attempt,
         )
 
     def all(self) -> list[Callable[..., Any]]:

@@ -1,4 +1,5 @@
-"""Executors run the Debian tools; `host` runs them directly on this machine (unsafe for untrusted code)."""
+"""Executors run the Debian tools: `host` directly on this machine (unsafe for untrusted packages), `unshare`
+(activities/unshare.py) in throw-away user namespaces."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from typing import Protocol
 
 from debian.deb822 import Changes
 
+from activities.dsc import check_tree
 from activities.process import Cancelled, ProcessOutcome, require_tool, run_tool
 
 
 class UnsupportedArchitecture(RuntimeError):
     """The executor cannot build or test for the requested architecture."""
+
+
+class InfrastructureError(RuntimeError):
+    """The executor failed for reasons that are not the package's (mirror, testbed): retry it."""
 
 
 @dataclass
@@ -34,18 +40,21 @@ class BuildOutput:
     outcome: ProcessOutcome
     changes: Path | None
     debs: list[Path] = field(default_factory=list)
+    environment_artifact_id: int | None = None  # the debian:system-tarball it ran in, if any
 
 
 class Executor(Protocol):
     """What the activities need from a place that runs the tools."""
 
     name: str
+    virt_server: str  # autopkgtest's virtualisation server, as recorded in results
 
     def build(
         self,
         dsc: Path,
         workdir: Path,
         *,
+        suite: str,
         architecture: str,
         build_arch_all: bool,
         log: Path,
@@ -61,6 +70,8 @@ class Executor(Protocol):
         dsc: Path,
         debs: list[Path],
         *,
+        suite: str,
+        architecture: str,
         workdir: Path,
         output_dir: Path,
         summary: Path,
@@ -83,6 +94,7 @@ class HostExecutor:
     """
 
     name = "host"
+    virt_server = "null"
     # dpkg allows one installer per host: autopkgtest runs with the null testbed take turns.
     DPKG_LOCK = Path(tempfile.gettempdir()) / "debflow-host-dpkg.lock"
 
@@ -94,6 +106,7 @@ class HostExecutor:
         dsc: Path,
         workdir: Path,
         *,
+        suite: str,
         architecture: str,
         build_arch_all: bool,
         log: Path,
@@ -117,6 +130,7 @@ class HostExecutor:
         )
         if outcome.returncode != 0:
             return BuildOutput(outcome, None)
+        check_tree(tree)
         outcome = run_tool(
             ["dpkg-buildpackage", "-us", "-uc", "-b" if build_arch_all else "-B"],
             cwd=tree,
@@ -135,37 +149,18 @@ class HostExecutor:
         return BuildOutput(outcome, changes[0], debs)
 
     def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
-        require_tool("lintian", "lintian")
-        return run_tool(
-            [
-                "lintian",
-                "--display-info",
-                "--tag-display-limit",
-                "0",
-                "--output-width",
-                "400",
-                "--fail-on",
-                "error",
-                *map(str, inputs),
-            ],
-            cwd=workdir,
-            log=log,
-            env={"LC_ALL": "C.UTF-8"},
-            tick=hooks.tick,
-            cancelled=hooks.cancelled,
-            tick_interval=hooks.interval,
-        )
+        return run_lintian(inputs, workdir=workdir, log=log, hooks=hooks)
 
     def lintian_version(self) -> str:
-        return subprocess.run(
-            ["lintian", "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip()
+        return lintian_version()
 
     def autopkgtest(
         self,
         dsc: Path,
         debs: list[Path],
         *,
+        suite: str,
+        architecture: str,
         workdir: Path,
         output_dir: Path,
         summary: Path,
@@ -213,6 +208,37 @@ class HostExecutor:
                     subprocess.run(["dpkg", "--purge", *leftover], capture_output=True, check=False)
 
 
+def run_lintian(inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
+    """lintian on the host: it reads the packages and never runs their code, so both executors use it."""
+    require_tool("lintian", "lintian")
+    return run_tool(
+        [
+            "lintian",
+            "--display-info",
+            "--tag-display-limit",
+            "0",
+            "--output-width",
+            "400",
+            "--fail-on",
+            "error",
+            "--",
+            *map(str, inputs),
+        ],
+        cwd=workdir,
+        log=log,
+        env={"LC_ALL": "C.UTF-8"},
+        tick=hooks.tick,
+        cancelled=hooks.cancelled,
+        tick_interval=hooks.interval,
+    )
+
+
+def lintian_version() -> str:
+    return subprocess.run(
+        ["lintian", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+
+
 def _deb_package(deb: Path) -> str:
     return subprocess.run(
         ["dpkg-deb", "--field", str(deb), "Package"], capture_output=True, text=True, check=True
@@ -230,9 +256,3 @@ def _installed(names: list[str]) -> list[str]:
         check=False,
     )
     return [line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")]
-
-
-def make_executor(name: str) -> Executor:
-    if name == "host":
-        return HostExecutor()
-    raise ValueError(f"unknown executor {name!r}")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
+from activities import metrics
 from activities import retention as r
 from activities.store import ArtifactStore
 from models.expiry_payloads import (
@@ -129,6 +130,7 @@ class ExpiryActivities:
                 locked = list(session.scalars(r.LOCK_ITEMS, {"ids": retire}))
                 changed = session.execute(r.RETIRE_QA, {"ids": locked, "run_id": params.run_id}).rowcount  # type: ignore[attr-defined]
                 kept += len(retire) - changed
+        metrics.current().expired("qa_result", changed)
         if not groups:
             next_cursor = [str(cid + 1)]
         elif len(rows) == limit and len(groups) == 1 and changed:
@@ -170,6 +172,7 @@ class ExpiryActivities:
                 locked = list(session.scalars(r.LOCK_ITEMS, {"ids": due}))
                 deleted = session.execute(r.DELETE_ITEMS, {**periods, "ids": locked, "now": params.now})
                 changed = deleted.rowcount  # type: ignore[attr-defined]
+        metrics.current().expired("collection_item", changed)
         last = rows[-1]
         return ExpiryBatchResult(
             changed=changed,
@@ -200,6 +203,8 @@ class ExpiryActivities:
             doomed, files = self._delete_artifacts(session, scope, values)
             shas = self._delete_files(session, files)
         removed = remove_blobs(self.store, shas, policy.orphan_blob_grace_s)
+        metrics.current().expired("artifact", len(doomed))
+        metrics.current().expired("file", len(shas))
         last = candidates[examined - 1]
         return ExpiryBatchResult(
             changed=len(doomed),

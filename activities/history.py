@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities import metrics
 from activities.process import ProcessOutcome
 from models.tables import TaskHistory
 
@@ -55,6 +56,42 @@ def prune_task_history(session: Session, *, task_name: str, subject: str, contex
     return int(session.execute(PRUNE_KEY, params).rowcount)  # type: ignore[attr-defined]
 
 
+def add_task_history(
+    session: Session,
+    *,
+    task_name: str,
+    subject: str,
+    context: str,
+    workflow_id: str | None,
+    started_at: dt.datetime,
+    duration_s: float,
+    result: str,
+    usage: list[ProcessOutcome],
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Insert one row and prune its key, inside the caller's transaction (e.g. with the task's artifacts,
+    so that a task's outputs and its history row are stored together or not at all)."""
+    session.add(
+        TaskHistory(
+            task_name=task_name,
+            subject=subject,
+            context=context,
+            worker=WORKER_IDENTITY,
+            workflow_id=workflow_id,
+            started_at=started_at,
+            duration_s=duration_s,
+            result=result,
+            cpu_user_s=sum(u.cpu_user_s for u in usage) if usage else None,
+            cpu_system_s=sum(u.cpu_system_s for u in usage) if usage else None,
+            max_rss_kb=max(u.max_rss_kb for u in usage) if usage else None,
+            data=data or {},
+        )
+    )
+    session.flush()
+    prune_task_history(session, task_name=task_name, subject=subject, context=context, keep=_keep_newest)
+    metrics.current().task_finished(task_name, result, duration_s)
+
+
 def record_task(
     sessions: sessionmaker[Session],
     *,
@@ -68,25 +105,20 @@ def record_task(
     usage: list[ProcessOutcome],
     data: dict[str, Any] | None = None,
 ) -> None:
+    """`add_task_history` in a transaction of its own."""
     with sessions.begin() as session:
-        session.add(
-            TaskHistory(
-                task_name=task_name,
-                subject=subject,
-                context=context,
-                worker=WORKER_IDENTITY,
-                workflow_id=workflow_id,
-                started_at=started_at,
-                duration_s=duration_s,
-                result=result,
-                cpu_user_s=sum(u.cpu_user_s for u in usage) if usage else None,
-                cpu_system_s=sum(u.cpu_system_s for u in usage) if usage else None,
-                max_rss_kb=max(u.max_rss_kb for u in usage) if usage else None,
-                data=data or {},
-            )
+        add_task_history(
+            session,
+            task_name=task_name,
+            subject=subject,
+            context=context,
+            workflow_id=workflow_id,
+            started_at=started_at,
+            duration_s=duration_s,
+            result=result,
+            usage=usage,
+            data=data,
         )
-        session.flush()
-        prune_task_history(session, task_name=task_name, subject=subject, context=context, keep=_keep_newest)
 
 
 # The same rule for every key a batch of rows touched, in one statement.
@@ -121,6 +153,12 @@ def record_tasks(sessions: sessionmaker[Session], rows: list[dict[str, Any]]) ->
         session.execute(insert(TaskHistory), rows)
         session.execute(
             PRUNE_KEYS,
-            {"tasks": [k[0] for k in keys], "subjects": [k[1] for k in keys],
-             "contexts": [k[2] for k in keys], "keep": _keep_newest},
+            {
+                "tasks": [k[0] for k in keys],
+                "subjects": [k[1] for k in keys],
+                "contexts": [k[2] for k in keys],
+                "keep": _keep_newest,
+            },
         )
+    for row in rows:
+        metrics.current().task_finished(row["task_name"], row["result"], row["duration_s"])

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities import metrics
 from models.artifacts import ArtifactData, validate_artifact_data
 from models.tables import Artifact, ArtifactRelation, File, FileInArtifact, RelationType
 
 CHUNK = 1 << 20
 FOREIGN_KEY_VIOLATION = "23503"
+UNIQUE_VIOLATION = "23505"
 T = TypeVar("T")
 
 
@@ -53,6 +55,16 @@ class NewArtifact:
     idempotency_key: str | None = None
 
 
+@dataclass(frozen=True)
+class StoredArtifact:
+    """An artifact as an activity finds it again: what an earlier attempt of it registered."""
+
+    id: int
+    category: str
+    data: dict[str, Any]
+    idempotency_key: str | None
+
+
 class ExpiredReference(LookupError):
     """A row this write references is gone (expired, or never existed), even after one re-resolve."""
 
@@ -63,6 +75,10 @@ class _Raced(Exception):
 
 def _is_foreign_key_violation(error: IntegrityError) -> bool:
     return getattr(error.orig, "sqlstate", None) == FOREIGN_KEY_VIOLATION
+
+
+def _is_unique_violation(error: IntegrityError) -> bool:
+    return getattr(error.orig, "sqlstate", None) == UNIQUE_VIOLATION
 
 
 def _missing_reference(error: IntegrityError) -> str:
@@ -140,11 +156,17 @@ class ArtifactStore:
         activity_id: str | None = None,
         expires_at: dt.datetime | None = None,
         relations: Iterable[Relation] = (),
+        also: Callable[[Session, bool], None] | None = None,
     ) -> list[int]:
         """Store the files and register `artifacts` (all or none); return their ids in order.
 
+        `also(session, fresh)` runs in the same transaction (`fresh`: some artifact was new), so other
+        rows — a task's history — are committed with the artifacts or not at all.
+
         An artifact whose idempotency key is already registered is returned as it is, not stored
-        twice. A referenced row that expiry removed meanwhile raises `ExpiredReference`.
+        twice (its expiry moves to `expires_at` if that is later); two writers racing on one key both
+        get the row the first one committed. A referenced row that expiry removed meanwhile raises
+        `ExpiredReference`.
         """
         validated = [validate_artifact_data(a.category, a.data) for a in artifacts]
         new_blobs: list[str] = []
@@ -157,14 +179,21 @@ class ArtifactStore:
             relations = list(relations)
 
             def write(session: Session) -> list[int]:
-                ids = self._insert(session, artifacts, validated, blobs, workflow_id, activity_id, expires_at)
+                ids, fresh = self._insert(
+                    session, artifacts, validated, blobs, workflow_id, activity_id, expires_at
+                )
                 self._relate(session, ids, relations)
+                if also is not None:
+                    also(session, fresh)
                 return ids
 
-            return write_resolving_once(self.sessions, write)
+            ids = write_resolving_once(self.sessions, write)
         except BaseException:
             self.discard_unreferenced(new_blobs)
             raise
+        new_bytes = sum(b.size for stored in blobs for b in stored.values() if b.created)
+        metrics.current().artifacts_stored([a.category for a in artifacts], new_bytes)
+        return ids
 
     def _insert(
         self,
@@ -175,20 +204,31 @@ class ArtifactStore:
         workflow_id: str | None,
         activity_id: str | None,
         expires_at: dt.datetime | None,
-    ) -> list[int]:
+    ) -> tuple[list[int], bool]:
         file_ids = self._file_ids(session, [b for stored in blobs for b in stored.values()])
         keys = [a.idempotency_key for a in artifacts if a.idempotency_key]
         existing: dict[str, int] = {}
         if keys:
+            # KEY SHARE: expiry cannot delete what we are about to return until we commit.
             rows = session.execute(
-                select(Artifact.idempotency_key, Artifact.id).where(Artifact.idempotency_key.in_(keys))
+                select(Artifact.idempotency_key, Artifact.id)
+                .where(Artifact.idempotency_key.in_(keys))
+                .with_for_update(key_share=True)
             )
             existing = {k: i for k, i in rows if k is not None}
+            if existing and expires_at is not None:
+                session.execute(
+                    update(Artifact)
+                    .where(Artifact.id.in_(existing.values()), Artifact.expires_at < expires_at)
+                    .values(expires_at=expires_at)
+                )
         ids: list[int] = []
+        fresh = False
         for artifact, data, stored in zip(artifacts, validated, blobs, strict=True):
             if artifact.idempotency_key in existing:
                 ids.append(existing[artifact.idempotency_key])
                 continue
+            fresh = True
             row = Artifact(
                 category=artifact.category,
                 data=data,
@@ -203,7 +243,7 @@ class ArtifactStore:
             session.add(row)
             session.flush()
             ids.append(row.id)
-        return ids
+        return ids, fresh
 
     @staticmethod
     def _file_ids(session: Session, blobs: list[StoredBlob]) -> dict[str, int]:
@@ -237,6 +277,16 @@ class ArtifactStore:
         ]
         if values:
             session.execute(insert(ArtifactRelation).values(values).on_conflict_do_nothing())
+
+    def activity_artifacts(self, workflow_id: str, activity_id: str) -> list[StoredArtifact]:
+        """What any attempt of one activity execution registered, oldest first (one indexed query)."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Artifact.id, Artifact.category, Artifact.data, Artifact.idempotency_key)
+                .where(Artifact.workflow_id == workflow_id, Artifact.activity_id == activity_id)
+                .order_by(Artifact.id)
+            )
+            return [StoredArtifact(i, c, d, k) for i, c, d, k in rows]
 
     def discard_unreferenced(self, sha256s: Iterable[str]) -> None:
         """Remove blobs this process just wrote and no committed `file` row names."""

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import uuid
 from pathlib import Path
 
 from sqlalchemy.pool import NullPool
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateHandle,
+    WorkflowUpdateStage,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from activities.dsc import BadUpload, check_dsc
 from activities.store import ArtifactStore, NewArtifact
@@ -45,18 +55,38 @@ def check_target(settings: Settings, suite: str, architectures: list[str]) -> No
 
 
 def store_source_package(settings: Settings, database_url: str, dsc: Path) -> tuple[int, str, str]:
-    """Check `dsc` and its files, then store them as one debian:source-package artifact."""
-    checked = check_dsc(dsc, max_bytes=settings.max_upload_bytes)
+    """Check `dsc` and its files, then store them as one debian:source-package artifact.
+
+    The artifact's idempotency key is the SHA-256 of the .dsc (which names every file by its SHA-256):
+    the same upload stored twice, even concurrently, is one artifact.
+    """
+    checked = check_dsc(
+        dsc,
+        max_bytes=settings.max_upload_bytes,
+        max_unpacked_bytes=settings.max_unpacked_bytes,
+        max_metadata_bytes=settings.max_metadata_bytes,
+    )
+    key = "debian:source-package/" + hashlib.sha256(dsc.read_bytes()).hexdigest()
     engine = make_engine(database_url, poolclass=NullPool)
     try:
         store = ArtifactStore(settings.store_dir, make_sessionmaker(engine))
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=settings.artifact_expiration_days)
         (artifact_id,) = store.register(
-            [NewArtifact("debian:source-package", checked.data, checked.files)], expires_at=expires
+            [NewArtifact("debian:source-package", checked.data, checked.files, key)], expires_at=expires
         )
     finally:
         engine.dispose()
     return artifact_id, checked.data.name, checked.data.version
+
+
+class AlreadySubmitted(RuntimeError):
+    """The same upload, suite, architectures and checks already have an open run."""
+
+
+def upload_workflow_id(source: str, version: str, artifact_id: int, params: UploadPipelineInput) -> str:
+    """Deterministic: a duplicate submission of an open run is refused by Temporal, not run twice."""
+    what = f"{artifact_id}/{params.suite}/{','.join(params.architectures)}/{','.join(params.checks)}"
+    return f"upload-{source}_{version}-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
 
 
 async def submit_upload(
@@ -69,8 +99,13 @@ async def submit_upload(
     architectures: list[str] | None = None,
     checks: list[Check] | None = None,
     task_queue: str | None = None,
+    again: bool = False,
 ) -> WorkflowHandle[UploadPipelineWorkflow, UploadReport]:
-    """Store the upload and start its pipeline; returns the workflow handle."""
+    """Store the upload and start its pipeline; returns the workflow handle.
+
+    An open run of the same upload, suite, architectures and checks makes this raise AlreadySubmitted,
+    unless `again` asks for another run.
+    """
     architectures = architectures or ["amd64"]
     check_target(settings, suite, architectures)
     artifact_id, source, version = store_source_package(settings, database_url, dsc)
@@ -85,8 +120,31 @@ async def submit_upload(
             autopkgtest_s=settings.autopkgtest_timeout,
             heartbeat_s=settings.heartbeat_timeout,
         ),
+        retry_window_s=settings.retry_window_s,
     )
-    workflow_id = f"upload-{source}_{version}-{uuid.uuid4().hex[:8]}"
+    workflow_id = upload_workflow_id(source, version, artifact_id, params)
+    if again:
+        workflow_id += f"-{uuid.uuid4().hex[:6]}"
+    try:
+        return await _start(client, settings, params, workflow_id, source, version, task_queue)
+    except WorkflowAlreadyStartedError:
+        raise AlreadySubmitted(
+            f"{source} {version} is already being tested for {suite} ({' '.join(architectures)}) "
+            f"in run {workflow_id}; `debflow retry {workflow_id}` re-runs its failed tasks, "
+            "`--again` starts another run"
+        ) from None
+
+
+async def _start(
+    client: Client,
+    settings: Settings,
+    params: UploadPipelineInput,
+    workflow_id: str,
+    source: str,
+    version: str,
+    task_queue: str | None,
+) -> WorkflowHandle[UploadPipelineWorkflow, UploadReport]:
+    suite, architectures = params.suite, params.architectures
     return await client.start_workflow(
         UploadPipelineWorkflow.run,
         params,
@@ -106,10 +164,35 @@ async def submit_upload(
     )
 
 
-async def get_report(client: Client, workflow_id: str) -> UploadReport:
-    """The report of a finished run (waits for a running one)."""
+async def get_report(client: Client, workflow_id: str, *, poll_s: float = 1.0) -> UploadReport:
+    """The report once every task of the run has finished (the run may stay open for retries)."""
     handle = client.get_workflow_handle_for(UploadPipelineWorkflow.run, workflow_id)
-    return await handle.result()
+    while True:
+        description = await handle.describe()
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return await handle.result()
+        try:
+            progress = await handle.query(UploadPipelineWorkflow.progress)
+            if progress.finished:
+                return await handle.query(UploadPipelineWorkflow.report)
+        except RPCError:
+            pass  # no worker has picked the run up yet
+        await asyncio.sleep(poll_s)
+
+
+async def retry_failed(client: Client, workflow_id: str) -> WorkflowUpdateHandle[UploadReport]:
+    """Ask a finished run to re-run its failed and errored tasks; returns once the run accepted."""
+    handle = client.get_workflow_handle_for(UploadPipelineWorkflow.run, workflow_id)
+    return await handle.start_update(
+        UploadPipelineWorkflow.retry_failed, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+    )
+
+
+async def close_run(client: Client, workflow_id: str) -> None:
+    """End a run's retry window now: it returns its report."""
+    await client.get_workflow_handle_for(UploadPipelineWorkflow.run, workflow_id).signal(
+        UploadPipelineWorkflow.close
+    )
 
 
 async def get_progress(client: Client, workflow_id: str) -> PipelineProgress:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from client.api import workflow_url
@@ -30,8 +31,10 @@ COLOURS = {
 
 
 async def start_campaign(
-    client: Client, params: CampaignInput, task_queue: str
+    client: Client, params: CampaignInput, task_queue: str, *, priority_key: int = 4
 ) -> WorkflowHandle[CampaignWorkflow, CampaignReport]:
+    """Start a campaign; its batches and tests inherit its priority (1 first … 5 last) and its
+    fairness key (its workflow id), so campaigns share workers evenly and yield to uploads."""
     mode = "simulated-" if params.simulation is not None else ""
     workflow_id = f"{mode}campaign-{params.trigger_source}_{params.trigger_version}-{uuid.uuid4().hex[:8]}"
     return await client.start_workflow(
@@ -50,13 +53,58 @@ async def start_campaign(
                 SearchAttributePair(sa.REGRESSIONS, 0),
             ]
         ),
+        priority=Priority(priority_key=priority_key, fairness_key=workflow_id),
         static_summary=f"{'SIMULATED ' if mode else ''}campaign: reverse dependencies of "
         f"{params.trigger_source} {params.trigger_version} in {params.suite}",
     )
 
 
+class Estimator:
+    """Time left from the share of expected test time done (count of targets without history), and,
+    once the run is over, how far off the estimates made at 25, 50 and 75 % were."""
+
+    MARKS = (0.25, 0.5, 0.75)
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.predictions: dict[float, tuple[float, float]] = {}  # mark → (made at, predicted end)
+
+    def update(self, fraction: float) -> float | None:
+        """Seconds left, or None before there is anything to go on."""
+        if fraction <= 0:
+            return None
+        now = time.monotonic()
+        left = (now - self.started) * (1 - fraction) / fraction
+        for mark in self.MARKS:
+            if fraction >= mark and mark not in self.predictions:
+                self.predictions[mark] = (now, now + left)
+        return left
+
+    def errors(self) -> list[str]:
+        end = time.monotonic()
+        lines = []
+        for mark, (made, predicted) in sorted(self.predictions.items()):
+            actual, estimated = end - made, predicted - made
+            error = (estimated - actual) / actual if actual > 0 else 0.0
+            lines.append(
+                f"estimate at {mark:.0%}: {estimated:.0f} s left, took {actual:.0f} s ({error:+.0%})"
+            )
+        return lines
+
+
+def _fraction(state: CampaignProgress, running: dict[str, BatchProgress]) -> float:
+    """Share of the campaign done, weighted by expected test time where the history knows it."""
+    live = [running[b] for b in state.running_batches if b in running]
+    if state.expected_total_s > 0:
+        done = state.expected_finished_s + sum(b.expected_done_s for b in live)
+        return min(1.0, done / state.expected_total_s)
+    if state.planned_targets:
+        return min(1.0, (_done_targets(state) + sum(b.done_targets for b in live)) / state.planned_targets)
+    return 0.0
+
+
 async def watch_campaign(client: Client, workflow_id: str, console: Console) -> None:
-    """A bar for the whole campaign (targets done) and one per running batch."""
+    """A bar for the whole campaign (targets done, time left) and one per running batch."""
     root = client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id)
     columns = (
         TextColumn("{task.fields[name]:<44}"),
@@ -65,10 +113,11 @@ async def watch_campaign(client: Client, workflow_id: str, console: Console) -> 
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
     )
+    estimator = Estimator()
     with Progress(*columns, console=console) as bars:
         overall = bars.add_task("planning", total=None, name=workflow_id[:44])
         per_batch: dict[str, TaskID] = {}
-        finished_targets: dict[str, int] = {}
+        running: dict[str, BatchProgress] = {}
         while True:
             closed = (await root.describe()).status != WorkflowExecutionStatus.RUNNING
             try:
@@ -85,21 +134,25 @@ async def watch_campaign(client: Client, workflow_id: str, console: Console) -> 
                 if batch_id not in per_batch:
                     per_batch[batch_id] = bars.add_task("", total=batch.targets, name=batch_id[-44:])
                 bars.update(per_batch[batch_id], completed=batch.done_targets, total=batch.targets)
-                finished_targets[batch_id] = batch.done_targets
+                running[batch_id] = batch
             for batch_id in [b for b in per_batch if b not in state.running_batches]:
                 bars.remove_task(per_batch.pop(batch_id))
-            done_batches = state.batches_done
+                running.pop(batch_id, None)
+            left = estimator.update(_fraction(state, running))
             counts = ", ".join(f"{k} {v}" for k, v in sorted(state.counts.items()))
-            running_done = sum(finished_targets.get(b, 0) for b in state.running_batches)
+            live_done = sum(b.done_targets for b in running.values())
+            eta = f" ~{left:.0f} s left" if left is not None and not closed else ""
             bars.update(
                 overall,
                 total=state.planned_targets or None,
-                completed=min(state.planned_targets, _done_targets(state) + running_done),
-                description=f"batches {done_batches}/{state.batches} {counts}",
+                completed=min(state.planned_targets, _done_targets(state) + live_done),
+                description=f"batches {state.batches_done}/{state.batches}{eta} {counts}",
             )
             if closed:
-                return
+                break
             await asyncio.sleep(1)
+    for line in estimator.errors():
+        console.print(line)
 
 
 def _done_targets(state: CampaignProgress) -> int:

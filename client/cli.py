@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import re
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
-from activities.dsc import BadUpload
-from client.api import get_report, submit_upload, workflow_url
+from activities.dsc import SOURCE_NAME, VERSION, BadUpload
+from client.api import AlreadySubmitted, close_run, get_report, retry_failed, submit_upload, workflow_url
 from client.campaigns import print_campaign_report, start_campaign, watch_campaign
 from client.progress import follow, print_report
 from models.payloads import Check
@@ -26,6 +32,8 @@ app = typer.Typer(
 )
 console = Console()
 errors = Console(stderr=True)
+# Imported suites may have any name of this shape (bookworm, test-libfoo1).
+SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -45,6 +53,8 @@ def dev(workers: Annotated[int, typer.Option(help="worker processes to start")] 
         console.print(
             f"{workers} worker(s) polling task queue {settings.task_queue!r}. Ctrl-C stops everything."
         )
+        for pid, url in stack.metrics_urls.items():
+            console.print(f"worker {pid} metrics: {url}")
         stopped = False
 
         def stop(*_: object) -> None:
@@ -66,11 +76,21 @@ def dev(workers: Annotated[int, typer.Option(help="worker processes to start")] 
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    executor: Annotated[
+        str, typer.Option(help="host (fast, trusted examples only) or unshare (isolated, needs a mirror)")
+    ] = "host",
+) -> None:
     """Start the dev stack, build and test the bundled examples, print reports, stop."""
     from client.demo import run_demo
 
-    raise typer.Exit(run_demo(Settings(), console))
+    if executor == "host":
+        settings = Settings(executor="host")
+    elif executor == "unshare":
+        settings = Settings(executor="unshare")
+    else:
+        raise fail(f"unknown executor {executor!r}: host or unshare")
+    raise typer.Exit(run_demo(settings, console))
 
 
 @app.command()
@@ -80,6 +100,9 @@ def submit(
     arch: Annotated[list[str] | None, typer.Option("--arch", help="architecture (repeatable)")] = None,
     check: Annotated[list[Check] | None, typer.Option("--check", help="checks to run (repeatable)")] = None,
     wait: Annotated[bool, typer.Option(help="show progress until done and print the report")] = False,
+    again: Annotated[
+        bool, typer.Option(help="start another run even if the same upload already has an open one")
+    ] = False,
 ) -> None:
     """Store an upload and start its pipeline."""
     settings = Settings()
@@ -95,13 +118,14 @@ def submit(
             suite=suite,
             architectures=arch or ["amd64"],
             checks=check,
+            again=again,
         )
         url = workflow_url(endpoints.ui_url, client.namespace, handle.id)
         console.print(f"started {handle.id}" + (f"  {url}" if url else ""))
         if not wait:
             return 0
         await follow(client, [handle.id], console)
-        report = await handle.result()
+        report = await get_report(client, handle.id)
         print_report(report, console, url)
         return 0 if report.result == "success" else 1
 
@@ -119,7 +143,7 @@ def report(
     async def go() -> int:
         endpoints = resolve(settings)
         client = await connect_temporal(endpoints.temporal)
-        kind = (await client.get_workflow_handle(workflow_id).describe()).workflow_type
+        kind = await _describe(client, workflow_id)
         if kind == "Campaign":
             campaign = await client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id).result()
             if as_json:
@@ -138,6 +162,46 @@ def report(
 
 
 @app.command()
+def retry(
+    workflow_id: str,
+    wait: Annotated[bool, typer.Option(help="show progress until done and print the report")] = True,
+) -> None:
+    """Re-run the failed and errored tasks of a finished upload run (and the tasks depending on them)."""
+    settings = Settings()
+
+    async def go() -> int:
+        endpoints = resolve(settings)
+        client = await connect_temporal(endpoints.temporal)
+        if await _describe(client, workflow_id) != "UploadPipeline":
+            raise LookupFailed(f"{workflow_id} is not an upload run")
+        await retry_failed(client, workflow_id)
+        console.print(f"{workflow_id}: re-running its failed tasks")
+        if not wait:
+            return 0
+        await follow(client, [workflow_id], console)
+        report = await get_report(client, workflow_id)
+        print_report(report, console, workflow_url(endpoints.ui_url, client.namespace, workflow_id))
+        return 0 if report.result == "success" else 1
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
+def close(workflow_id: str) -> None:
+    """Close an upload run's retry window now; the run ends with its report."""
+    settings = Settings()
+
+    async def go() -> int:
+        client = await connect_temporal(resolve(settings).temporal)
+        await _describe(client, workflow_id)
+        await close_run(client, workflow_id)
+        console.print(f"{workflow_id}: closed")
+        return 0
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
 def watch(workflow_id: str) -> None:
     """Follow a running upload or campaign with progress bars until it closes."""
     settings = Settings()
@@ -145,7 +209,7 @@ def watch(workflow_id: str) -> None:
     async def go() -> int:
         endpoints = resolve(settings)
         client = await connect_temporal(endpoints.temporal)
-        kind = (await client.get_workflow_handle(workflow_id).describe()).workflow_type
+        kind = await _describe(client, workflow_id)
         if kind == "Campaign":
             await watch_campaign(client, workflow_id, console)
         else:
@@ -178,6 +242,15 @@ def campaign(
     settings = Settings()
     if not simulated:
         raise fail("campaigns run with the simulated executor only so far: add --simulated")
+    if not SOURCE_NAME.match(trigger):
+        raise fail(f"invalid source package name {trigger!r}")
+    if version is not None and not VERSION.match(version):
+        raise fail(f"invalid version {version!r}")
+    if not SUITE_NAME.match(suite):
+        raise fail(f"invalid suite name {suite!r}")
+    for name in arch or []:
+        if name not in settings.architectures:
+            raise fail(f"unknown architecture {name!r}")
 
     async def go() -> int:
         endpoints = resolve(settings)
@@ -218,6 +291,43 @@ def worker(
 
 
 @app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print the status as JSON")] = False,
+) -> None:
+    """Temporal, workers and backlog per queue, running campaigns, failures of the last hour, database."""
+    from client.status import collect_status, print_status
+    from models.db import make_engine
+    from worker.connect import resolve_database
+
+    settings = Settings()
+
+    async def go() -> int:
+        client, error = None, ""
+        try:
+            temporal = resolve(settings).temporal
+            client = await asyncio.wait_for(connect_temporal(temporal), timeout=10)
+        except NotConfigured as e:
+            error = str(e)
+        except Exception as e:  # unreachable is a status, not a crash
+            error = f"{temporal.get('target_host')}: {type(e).__name__}: {e}".splitlines()[0]
+        engine = None
+        with contextlib.suppress(NotConfigured):
+            engine = make_engine(resolve_database(settings), pool_size=1)
+        try:
+            found = await collect_status(client, engine, [settings.task_queue], temporal_error=error)
+        finally:
+            if engine is not None:
+                engine.dispose()
+        if as_json:
+            print(found.model_dump_json(indent=2))
+        else:
+            print_status(found, console)
+        return 0 if found.temporal_reachable and found.database is not None else 1
+
+    raise typer.Exit(_run(go()))
+
+
+@app.command()
 def migrate() -> None:
     """Apply the database migrations to the configured database."""
     from models.migrate import upgrade
@@ -230,13 +340,46 @@ def migrate() -> None:
     console.print("database schema is up to date")
 
 
+async def _describe(client: Client, workflow_id: str) -> str:
+    """The workflow type of a run; one clear error when there is no such run."""
+    try:
+        return (await client.get_workflow_handle(workflow_id).describe()).workflow_type
+    except RPCError as e:
+        if e.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise LookupFailed(f"no run with workflow id {workflow_id!r}") from None
+        raise
+
+
+class LookupFailed(LookupError):
+    """A workflow id, suite or package that does not exist."""
+
+
 def _run(coroutine: object) -> int:
     try:
         return int(asyncio.run(coroutine))  # type: ignore[arg-type]
-    except (BadUpload, NotConfigured) as e:
+    except (BadUpload, NotConfigured, AlreadySubmitted, LookupFailed) as e:
         raise fail(str(e)) from None
+    except WorkflowUpdateFailedError as e:
+        raise fail(f"retry refused: {e.cause.message if e.cause else e}") from None  # type: ignore[attr-defined]
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            raise fail(f"not found: {e.message}") from None
+        raise
     except KeyboardInterrupt:
         return 130
+
+
+def main() -> None:
+    """The console script: exits without interpreter finalisation, which can abort (SIGABRT) while
+    the Temporal client's native threads still run."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as e:
+        code = e.code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
 
 
 import client.data_commands  # noqa: E402,F401

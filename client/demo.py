@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from client.api import submit_upload, workflow_url
+from client.api import get_report, submit_upload, workflow_url
 from client.progress import follow, print_report
 from models.payloads import TaskStatus, UploadReport
 from worker.connect import connect_temporal
@@ -45,7 +45,7 @@ def completed(report: UploadReport) -> bool:
 def run_demo(settings: Settings, console: Console) -> int:
     started = time.monotonic()
     stack = DevStack(settings, workers=1, say=console.print)
-    console.rule("debflow demo")
+    console.rule(f"debflow demo ({settings.executor} executor)")
     stack.start()
     try:
         dscs = build_source_packages(settings.state_dir.resolve() / "demo-sources")
@@ -70,11 +70,12 @@ async def _submit_and_follow(
     settings: Settings, stack: DevStack, dscs: list[Path], console: Console
 ) -> list[UploadReport]:
     client = await connect_temporal({"target_host": stack.temporal_address, "namespace": stack.namespace})
-    handles = [await submit_upload(client, settings, stack.database_url, dsc) for dsc in dscs]
+    # `again`: each demo is a new run, even while an earlier demo's runs still accept retries.
+    handles = [await submit_upload(client, settings, stack.database_url, dsc, again=True) for dsc in dscs]
     await follow(client, [h.id for h in handles], console)
     reports = []
     for handle in handles:
-        report = await handle.result()
+        report = await get_report(client, handle.id)
         reports.append(report)
         print_report(report, console, workflow_url(stack.ui_url, client.namespace, handle.id))
     return reports

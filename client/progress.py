@@ -11,13 +11,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from client.api import get_progress
-from models.payloads import TaskStatus, UploadReport
+from models.payloads import TaskReport, TaskStatus, UploadReport
 
 STYLE = {"success": "green", "failure": "red", "error": "bold red", "skipped": "yellow"}
 
 
 async def follow(client: Client, workflow_ids: list[str], console: Console) -> None:
-    """A bar per run (tasks finished of planned) until every run is closed."""
+    """A bar per run (tasks finished of planned) until every run has finished its tasks (a finished run
+    may stay open for retries)."""
     columns = (
         TextColumn("{task.fields[name]:<40}"),
         BarColumn(),
@@ -38,6 +39,8 @@ async def follow(client: Client, workflow_ids: list[str], console: Console) -> N
                     state = await get_progress(client, wid)
                 except RPCError:
                     continue  # not started by a worker yet
+                if state.finished:
+                    open_runs.discard(wid)
                 total = len(state.tasks) or None
                 done = sum(t.finished for t in state.tasks)
                 running = [t.summary for t in state.tasks if t.status == TaskStatus.RUNNING]
@@ -69,8 +72,33 @@ def print_report(report: UploadReport, console: Console, url: str | None = None)
             f"[{STYLE.get(result, 'white')}]{result}[/]",
             f"{task.duration_s:.1f}",
             " ".join(map(str, task.artifact_ids)),
-            task.summary,
+            task.summary + (f" [dim](try {task.attempts[-1].tries})[/]" if _retried(task) else ""),
         )
+        # Every earlier run of the task (the first one, re-runs by retry_failed) under it.
+        for attempt in task.attempts[:-1]:
+            earlier = str(attempt.result or "")
+            table.add_row(
+                f"  attempt {attempt.number}",
+                "",
+                str(attempt.status),
+                f"[{STYLE.get(earlier, 'white')}]{earlier}[/]",
+                f"{attempt.duration_s:.1f}",
+                " ".join(map(str, attempt.artifact_ids)),
+                attempt.summary,
+                style="dim",
+            )
     console.print(table)
+    if report.retry_rounds:
+        console.print(f"  re-run with retry_failed {report.retry_rounds} time(s); every attempt is listed")
+    if report.accepting_retries_until:
+        console.print(
+            f"  open for `debflow retry {report.workflow_id}` until "
+            f"{report.accepting_retries_until:%Y-%m-%d %H:%M} UTC"
+        )
     if url:
         console.print(f"  Temporal UI: {url}")
+
+
+def _retried(task: TaskReport) -> bool:
+    """Whether Temporal retried the task's last run after an infrastructure fault."""
+    return bool(task.attempts) and (task.attempts[-1].tries or 1) > 1

@@ -58,6 +58,8 @@ def rdeps_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the targets as JSON")] = False,
 ) -> None:
     """List the source packages whose autopkgtests an upload of SOURCE triggers."""
+    if arch not in Settings().architectures:
+        raise fail(f"unknown architecture {arch!r}")
     engine = make_engine(_database_url())
     try:
         with make_sessionmaker(engine)() as session:

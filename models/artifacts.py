@@ -57,6 +57,8 @@ class PackageBuildLogData(ArtifactData):
     filename: str
     exit_code: int
     result: str
+    duration_s: float | None = None
+    environment_artifact_id: int | None = None  # the debian:system-tarball it was built in
 
 
 class LintianTag(BaseModel):
@@ -78,6 +80,7 @@ class LintianData(ArtifactData):
     lintian_version: str
     counts: dict[str, int]
     tags: list[LintianTag]
+    duration_s: float | None = None
 
 
 class AutopkgtestTestResult(BaseModel):
@@ -96,6 +99,20 @@ class AutopkgtestData(ArtifactData):
     exit_code: int
     virt_server: str
     tests: dict[str, AutopkgtestTestResult]
+    duration_s: float | None = None
+
+
+class SystemTarballData(ArtifactData):
+    """debian:system-tarball — a build and test environment made by mmdebstrap (the unshare executor)."""
+
+    suite: str
+    architecture: str
+    variant: str
+    mirror: str
+    components: list[str]
+    includes: list[str] = Field(default_factory=list)
+    filename: str
+    tool: str  # e.g. "mmdebstrap 1.3.5"
 
 
 CATEGORIES: dict[str, type[ArtifactData]] = {
@@ -105,6 +122,7 @@ CATEGORIES: dict[str, type[ArtifactData]] = {
     "debian:package-build-log": PackageBuildLogData,
     "debian:lintian": LintianData,
     "debian:autopkgtest": AutopkgtestData,
+    "debian:system-tarball": SystemTarballData,
 }
 
 

@@ -43,6 +43,20 @@ class Simulation(BaseModel):
 class CampaignTarget(BaseModel):
     source: str
     version: str
+    expected_s: float | None = None  # median of its recent runs in the task history, when known
+
+
+def longest_first(targets: list[CampaignTarget]) -> list[CampaignTarget]:
+    """Targets ordered by expected duration, longest first, so that no batch ends on a long tail;
+    a target without history is expected to take the mean of those with history."""
+    known = [t.expected_s for t in targets if t.expected_s is not None]
+    default = sum(known) / len(known) if known else 0.0
+    filled = [t.model_copy(update={"expected_s": default}) if t.expected_s is None else t for t in targets]
+    return sorted(filled, key=lambda t: -(t.expected_s or 0.0))
+
+
+def expected_seconds(targets: list[CampaignTarget]) -> float:
+    return sum(t.expected_s or 0.0 for t in targets)
 
 
 class CampaignInput(BaseModel):
@@ -69,6 +83,7 @@ class PlanInput(BaseModel):
     trigger_binaries: list[str]
     suite: str
     architecture: str
+    simulated: bool = False  # which task history predicts durations
 
 
 class CampaignPlan(BaseModel):
@@ -193,6 +208,8 @@ class BatchProgress(BaseModel):
     targets: int
     done_targets: int
     counts: dict[str, int]
+    expected_total_s: float = 0.0
+    expected_done_s: float = 0.0
 
 
 class CampaignProgress(BaseModel):
@@ -201,6 +218,9 @@ class CampaignProgress(BaseModel):
     batches_done: int = 0
     running_batches: list[str] = Field(default_factory=list)
     counts: dict[str, int] = Field(default_factory=dict)
+    # Test time the task history predicts, in total and for the batches already finished.
+    expected_total_s: float = 0.0
+    expected_finished_s: float = 0.0
 
 
 class CampaignReport(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 
 from pydantic import BaseModel, Field
@@ -50,9 +51,25 @@ class UploadPipelineInput(BaseModel):
     architectures: list[str] = Field(default_factory=lambda: ["amd64"])
     checks: list[Check] = Field(default_factory=lambda: list(Check))
     timeouts: TaskTimeouts = Field(default_factory=TaskTimeouts)
+    retry_window_s: float = Field(
+        default=24 * 3600, ge=0, description="how long the finished run accepts the retry_failed update"
+    )
 
 
 FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.ERROR})
+
+
+class TaskAttempt(BaseModel):
+    """One run of a task: the first one, or a re-run asked for with retry_failed."""
+
+    number: int
+    status: TaskStatus
+    result: TaskResult | None = None
+    artifact_ids: list[int] = Field(default_factory=list)
+    duration_s: float = 0.0
+    summary: str = ""
+    tries: int | None = None  # activity attempts Temporal made (retries after infrastructure faults)
+    reused: bool = False  # outputs an interrupted try had stored were reused, not made again
 
 
 class TaskReport(BaseModel):
@@ -63,6 +80,8 @@ class TaskReport(BaseModel):
     artifact_ids: list[int] = Field(default_factory=list)
     duration_s: float = 0.0
     summary: str = ""
+    timeout_s: float | None = None  # start-to-close timeout of its last run
+    attempts: list[TaskAttempt] = Field(default_factory=list)  # every finished run, oldest first
 
     @property
     def finished(self) -> bool:
@@ -77,14 +96,18 @@ class UploadReport(BaseModel):
     architectures: list[str]
     result: TaskResult
     tasks: list[TaskReport]
+    retry_rounds: int = 0
+    accepting_retries_until: dt.datetime | None = None
 
 
 class PipelineProgress(BaseModel):
-    """Answer of the `progress` query."""
+    """Answer of the `progress` query; `finished` once every task has a final state (the run may stay
+    open for retry_failed)."""
 
     source: str = ""
     version: str = ""
     tasks: list[TaskReport] = Field(default_factory=list)
+    finished: bool = False
 
 
 # --- activities ---------------------------------------------------------------------------------
@@ -120,6 +143,9 @@ class BuildResult(BaseModel):
     packages: list[str] = Field(default_factory=list)
     duration_s: float
     summary: str
+    tries: int = 1  # the activity attempt that returned this
+    reused: bool = False  # the outputs an earlier, interrupted attempt stored
+    environment_artifact_id: int | None = None  # debian:system-tarball the build ran in
 
 
 class CheckInput(BaseModel):
@@ -138,6 +164,8 @@ class CheckResult(BaseModel):
     artifact_id: int
     duration_s: float
     summary: str
+    tries: int = 1
+    reused: bool = False
 
 
 class LintianResult(CheckResult):
@@ -147,3 +175,19 @@ class LintianResult(CheckResult):
 class AutopkgtestResult(CheckResult):
     exit_code: int
     tests: dict[str, str]
+
+
+class EstimateTimeoutsInput(BaseModel):
+    """The tasks of one upload whose start-to-close timeouts task history may refine."""
+
+    source: str
+    suite: str
+    architectures: list[str]
+    defaults: TaskTimeouts
+
+
+class TimeoutEstimates(BaseModel):
+    """Per task key ("build/amd64"): the timeout to use and how it was found."""
+
+    timeouts: dict[str, float] = Field(default_factory=dict)
+    basis: dict[str, str] = Field(default_factory=dict)

@@ -68,6 +68,13 @@ class Artifact(Base):
         CheckConstraint("category ~ '^[a-z0-9-]+:[a-z0-9-]+$'", name="category_namespaced"),
         Index("ix_artifact_category_created_at", "category", "created_at"),
         Index("ix_artifact_expires_at", "expires_at", postgresql_where=text("expires_at IS NOT NULL")),
+        # A retried activity looks up what its interrupted attempts registered (issue 5).
+        Index(
+            "ix_artifact_workflow_activity",
+            "workflow_id",
+            "activity_id",
+            postgresql_where=text("workflow_id IS NOT NULL"),
+        ),
     )
 
 

@@ -70,6 +70,10 @@ def settings(state_dir: Path, database_url: str, temporal_env: WorkflowEnvironme
         task_queue=f"test-{uuid.uuid4().hex[:12]}",
         heartbeat_interval=1,
         max_concurrent_activities=4,
+        # Chosen explicitly: the fast tests build trusted examples on the host (tests/test_unshare.py
+        # uses the isolated executor), and their runs end as soon as their tasks have.
+        executor="host",
+        retry_window_s=0,
     )
 
 
@@ -137,4 +141,6 @@ def subprocess_env(settings: Settings) -> dict[str, str]:
         "DEBFLOW_DATABASE_URL": settings.database_url or "",
         "TEMPORAL_ADDRESS": settings.temporal_address or "",
         "DEBFLOW_TASK_QUEUE": settings.task_queue,
+        "DEBFLOW_EXECUTOR": settings.executor,
+        "DEBFLOW_RETRY_WINDOW_S": str(settings.retry_window_s),
     }

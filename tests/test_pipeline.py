@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from client.api import submit_upload
-from models.payloads import TaskResult, TaskStatus
+from models.payloads import Check, TaskReport, TaskResult, TaskStatus, UploadReport
 from models.tables import Artifact, ArtifactRelation, TaskHistory
 from worker.main import WORKFLOWS
 from worker.settings import Settings
@@ -21,7 +21,7 @@ from worker.settings import Settings
 HISTORIES = Path(__file__).parent / "histories"
 
 
-def tasks_by_name(report):  # type: ignore[no-untyped-def]
+def tasks_by_name(report: UploadReport) -> dict[str, TaskReport]:
     return {t.name: t for t in report.tasks}
 
 
@@ -81,7 +81,7 @@ async def test_passing_example_end_to_end(
         async for w in client.list_workflows('DebflowPackage="hello-debflow" AND DebflowResult="success"')
     ]
     assert handle.id in found
-    await replay(client, handle.id, "upload-pipeline-hello-debflow")
+    await replay(client, handle.id, "upload-pipeline-v2-hello-debflow")
 
 
 async def test_failing_example_is_a_result_not_a_crash(
@@ -119,7 +119,7 @@ async def test_failing_example_is_a_result_not_a_crash(
         "runs": "PASS",
         "always-fails": "FAIL",
     }
-    await replay(client, handle.id, "upload-pipeline-broken-debflow")
+    await replay(client, handle.id, "upload-pipeline-v2-broken-debflow")
 
 
 async def test_unbuildable_architecture_is_reported_and_dependents_skipped(
@@ -135,8 +135,8 @@ async def test_unbuildable_architecture_is_reported_and_dependents_skipped(
         settings.database_url or "",
         example_sources["hello-debflow"],
         architectures=["amd64", "arm64"],
-        checks=["build"],
-    )  # type: ignore[list-item]
+        checks=[Check.BUILD],
+    )
     report = await handle.result()
     arm64 = {t.name: t for t in report.tasks if t.architecture == "arm64"}
     assert arm64["build"].status == TaskStatus.ERROR
@@ -152,7 +152,7 @@ async def test_unbuildable_architecture_is_reported_and_dependents_skipped(
 async def test_recorded_histories_replay() -> None:
     """Histories recorded from earlier versions of the workflow must still replay (determinism)."""
     files = sorted(HISTORIES.glob("*.json"))
-    assert files, "no recorded histories; run tests/record_histories.py"
+    assert files, "no recorded histories: run the tests with DEBFLOW_RECORD_HISTORIES=1"
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
     for path in files:
         workflow_id = path.stem.split("--", 1)[1]

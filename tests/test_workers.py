@@ -42,7 +42,10 @@ async def test_two_worker_processes_share_one_task_queue(
     try:
         uploads = [example_sources["hello-debflow"], example_sources["broken-debflow"]] * 2
         handles = [
-            await submit_upload(client, settings, settings.database_url or "", dsc, checks=[Check.BUILD])
+            # `again`: the same upload twice on purpose (a duplicate submission is refused otherwise).
+            await submit_upload(
+                client, settings, settings.database_url or "", dsc, checks=[Check.BUILD], again=True
+            )
             for dsc in uploads
         ]
         reports = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), timeout=300)

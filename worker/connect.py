@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
+from temporalio.runtime import Runtime
 
 from worker.settings import Settings
 from worker.temporal_dev import TemporalDevConfig
@@ -51,8 +52,8 @@ def resolve(settings: Settings) -> Endpoints:
     return Endpoints(temporal=temporal, database_url=database_url, ui_url=ui_url)
 
 
-async def connect_temporal(arguments: dict[str, Any]) -> Client:
-    return await Client.connect(**arguments, data_converter=pydantic_data_converter)
+async def connect_temporal(arguments: dict[str, Any], runtime: Runtime | None = None) -> Client:
+    return await Client.connect(**arguments, data_converter=pydantic_data_converter, runtime=runtime)
 
 
 def dev_config(settings: Settings) -> TemporalDevConfig:

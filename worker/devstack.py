@@ -14,7 +14,7 @@ from pathlib import Path
 
 from models.migrate import upgrade
 from worker.connect import connect_temporal, dev_config, external_temporal
-from worker.postgres import EmbeddedPostgres
+from worker.postgres import EmbeddedPostgres, free_port
 from worker.settings import Settings
 from worker.temporal_dev import start_dev_server
 
@@ -22,13 +22,23 @@ from worker.temporal_dev import start_dev_server
 class DevStack:
     """Starts what is not configured externally, records where it is, and stops it again."""
 
-    def __init__(self, settings: Settings, *, workers: int = 1, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int = 1,
+        say: Callable[[str], None] = print,
+        worker_env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.workers = workers
         self.say = say
+        # Workers read their settings from the environment: the executor is passed on explicitly.
+        self.worker_env = {"DEBFLOW_EXECUTOR": settings.executor, **(worker_env or {})}
         self.postgres: EmbeddedPostgres | None = None
         self.temporal: subprocess.Popen[bytes] | None = None
         self.worker_processes: list[subprocess.Popen[bytes]] = []
+        self.metrics_urls: dict[int, str] = {}  # worker pid → its Prometheus endpoint
         self.database_url = ""
         self.temporal_address = ""
         self.namespace = "default"
@@ -126,15 +136,24 @@ class DevStack:
         self.settings.stack_file.unlink(missing_ok=True)
 
     def start_worker(self, log: Path) -> subprocess.Popen[bytes]:
+        """A `debflow worker` process with its own Prometheus endpoint on a free local port."""
+        address = f"127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            **self.worker_env,
+            "DEBFLOW_STATE_DIR": str(self.settings.state_dir.resolve()),
+            "DEBFLOW_METRICS_ADDRESS": address,
+        }
         with open(log, "ab") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "client", "worker"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "DEBFLOW_STATE_DIR": str(self.settings.state_dir.resolve())},
+                env=env,
                 start_new_session=True,
             )
         self.worker_processes.append(process)
+        self.metrics_urls[process.pid] = f"http://{address}/metrics"
         return process
 
     def restart_dead_workers(self) -> list[int]:
@@ -144,6 +163,24 @@ class DevStack:
             self.worker_processes.remove(process)
             self.start_worker(self.settings.state_dir.resolve() / "logs" / f"worker-{process.pid}.log")
         return [p.pid for p in dead]
+
+    def restart_temporal(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Stop the embedded dev server with `sig` and start it again on the same ports and db file."""
+        state = self.settings.state_dir.resolve()
+        if self.temporal is not None:
+            _terminate(self.temporal, sig, 20)
+        self.temporal = start_dev_server(dev_config(self.settings), state, state / "logs" / "temporal.log")
+        asyncio.run(self._wait_for_temporal(state / "logs" / "temporal.log"))
+
+    def restart_postgres(self, sig: signal.Signals = signal.SIGQUIT) -> None:
+        """Stop the embedded PostgreSQL with `sig` (SIGQUIT: immediate, crash recovery at start) and start
+        it again on the same port and data directory."""
+        if self.postgres is None:
+            raise RuntimeError("PostgreSQL is external: nothing to restart")
+        process = self.postgres.process
+        if process is not None and process.poll() is None:
+            _terminate(process, sig, 30)
+        self.postgres.start()
 
     def stop(self) -> None:
         for process in self.worker_processes:

@@ -12,14 +12,19 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities import history
+from activities import faults, history, metrics
 from activities.campaign_tasks import CampaignTasks
 from activities.debian_tasks import DebianTasks
-from activities.executors import make_executor
+from activities.environments import EnvironmentStore
+from activities.executors import Executor, HostExecutor
 from activities.expiry import ExpiryActivities
+from activities.resume import ResumeCampaignTests
 from activities.store import ArtifactStore
+from activities.timeouts import TimeoutEstimator
+from activities.unshare import UnshareExecutor
 from models.db import make_engine, make_sessionmaker
 from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
@@ -45,22 +50,49 @@ class DebflowWorker:
         self.engine.dispose()
 
 
+def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
+    """The executor the settings name: `unshare` (the default) or `host` (development only)."""
+    if settings.executor == "host":
+        return HostExecutor()
+    environments = EnvironmentStore(
+        store=store,
+        mirror=settings.mirror,
+        cache_dir=settings.scratch_dir / "environments",
+        max_age_days=settings.environment_max_age_days,
+        expiration_days=settings.artifact_expiration_days,
+    )
+    return UnshareExecutor(environments)
+
+
 def build_worker(
     client: Client, settings: Settings, database_url: str, *, task_queue: str | None = None
 ) -> DebflowWorker:
     """A worker polling `task_queue` (default: the settings') for workflows and activities."""
     engine = make_engine(database_url, pool_size=settings.max_concurrent_activities + 1)
+    metrics.instrument_engine(engine)
     sessions = make_sessionmaker(engine)
     store = ArtifactStore(settings.store_dir, sessions)
     history.configure(keep_newest=settings.task_history_keep)
+    faults.configure(
+        rate=settings.fault_after_store_rate,
+        activities=settings.fault_activities,
+        journal=settings.fault_journal,
+    )
     expiry = ExpiryActivities(sessions=sessions, store=store, client=client)
     tasks = DebianTasks(
         sessions=sessions,
         store=store,
-        executor=make_executor(settings.executor),
+        executor=make_executor(settings, store),
         scratch_dir=settings.scratch_dir,
         heartbeat_interval=settings.heartbeat_interval,
         expiration_days=settings.artifact_expiration_days,
+        max_unpacked_bytes=settings.max_unpacked_bytes,
+    )
+    estimator = TimeoutEstimator(
+        sessions=sessions,
+        floor_s=settings.timeout_floor_s,
+        factor=settings.timeout_history_factor,
+        min_samples=settings.timeout_history_min_samples,
     )
     campaigns = CampaignTasks(
         sessions=sessions,
@@ -74,10 +106,15 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
-        activities=[*tasks.all(), *campaigns.all(), *expiry.all()],
+        activities=[*tasks.all(), estimator.estimate_timeouts, *campaigns.all(), *expiry.all()],
         activity_executor=pool,
         max_concurrent_activities=settings.max_concurrent_activities,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[ResumeCampaignTests(store)],
+        # Every heartbeat reaches the server at once, so a cancellation reaches the activity (which then
+        # kills its process group) within one heartbeat interval instead of up to 0.8 x heartbeat timeout.
+        max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
+        default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
     )
     return DebflowWorker(worker, pool, engine)
 
@@ -103,7 +140,13 @@ def main_sync(settings: Settings, task_queue: str | None = None) -> None:
 
     async def go() -> None:
         endpoints = resolve(settings)
-        client = await connect_temporal(endpoints.temporal)
+        runtime = None
+        if settings.metrics_address:
+            telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_address))
+            runtime = Runtime(telemetry=telemetry)
+            metrics.install(runtime.metric_meter)
+            log.info("metrics on http://%s/metrics", settings.metrics_address)
+        client = await connect_temporal(endpoints.temporal, runtime=runtime)
         await run_worker(client, settings, endpoints.database_url, task_queue)
 
     asyncio.run(go())

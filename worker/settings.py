@@ -41,19 +41,38 @@ class Settings(BaseSettings):
     artifact_store: Path | None = None
     work_dir: Path | None = None
     task_queue: str = "debflow"
-    executor: Literal["host"] = "host"
+    # `unshare` isolates builds and tests (README "Executors"); `host` is for development and trusted
+    # packages only.
+    executor: Literal["unshare", "host"] = "unshare"
+    mirror: str = Field(default="http://deb.debian.org/debian", pattern=r"^(https?|file)://[^\s]+$")
+    environment_max_age_days: float = Field(default=7, gt=0)
     postgres_port: int = 54329
+    # host:port of this worker's Prometheus endpoint (SDK and debflow metrics); unset: none.
+    metrics_address: str | None = None
 
     suites: list[str] = Field(default_factory=lambda: list(DEBIAN_SUITES))
     architectures: list[str] = Field(default_factory=lambda: list(DEBIAN_ARCHITECTURES))
     max_upload_bytes: int = 512 * 1024 * 1024
+    max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1)
+    max_metadata_bytes: int = Field(default=64 * 1024, ge=1024)
 
-    # Timeouts in seconds; issue 5 refines these from task history.
+    # Timeouts in seconds (README "Retries and timeouts"): the configured ones are the ceilings; task
+    # history lowers them to max(floor, factor x p95) once a key has enough samples.
     build_timeout: float = 3 * 3600
     lintian_timeout: float = 3600
     autopkgtest_timeout: float = 2 * 3600
     heartbeat_timeout: float = 60
     heartbeat_interval: float = 5
+    timeout_floor_s: float = Field(default=600, gt=0)
+    timeout_history_factor: float = Field(default=4.0, ge=1)
+    timeout_history_min_samples: int = Field(default=3, ge=1)
+    # How long a finished upload run stays open for `debflow retry` (the retry_failed update).
+    retry_window_s: float = Field(default=24 * 3600, ge=0)
+
+    # Fault injection for chaos tests (activities/faults.py): off unless the rate is above 0.
+    fault_after_store_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_activities: str = ""  # comma-separated activity types; empty: every hook
+    fault_journal: Path | None = None
     max_concurrent_activities: int = 4
     artifact_expiration_days: int = 30
 

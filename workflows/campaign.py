@@ -18,6 +18,8 @@ with workflow.unsafe.imports_passed_through():
         CampaignReport,
         PlanInput,
         Verdict,
+        expected_seconds,
+        longest_first,
     )
     from workflows import search_attributes as sa
     from workflows.campaign_batch import CampaignBatchWorkflow
@@ -60,6 +62,7 @@ class CampaignWorkflow:
                     trigger_binaries=params.trigger_binaries,
                     suite=params.suite,
                     architecture=arch,
+                    simulated=params.simulation is not None,
                 ),
                 result_type=CampaignPlan,
                 start_to_close_timeout=timedelta(minutes=5),
@@ -67,6 +70,7 @@ class CampaignWorkflow:
                 summary=f"plan {params.trigger_source} in {params.suite} {arch}",
             )
             planned = plan.targets[: params.target_limit] if params.target_limit else plan.targets
+            planned = longest_first(planned)
             targets += len(planned)
             batches += [
                 BatchInput(
@@ -78,7 +82,11 @@ class CampaignWorkflow:
                 )
                 for i in range(0, len(planned), params.batch_size)
             ]
-        self._progress = CampaignProgress(planned_targets=targets, batches=len(batches))
+        self._progress = CampaignProgress(
+            planned_targets=targets,
+            batches=len(batches),
+            expected_total_s=sum(expected_seconds(b.targets) for b in batches),
+        )
         workflow.upsert_memo(
             {
                 "summary": f"{mode}campaign for {params.trigger_source} "
@@ -87,6 +95,10 @@ class CampaignWorkflow:
         )
         total = await self._run_batches(params, batches)
         regressions = total.counts.get(Verdict.REGRESSION, 0)
+        # debflow_regressions_found (README "Metrics"); the workflow meter does not count on replay.
+        workflow.metric_meter().create_counter("debflow_regressions_found", "confirmed regressions").add(
+            regressions, {"suite": params.suite}
+        )
         workflow.upsert_search_attributes(
             [
                 sa.RESULT.value_set("failure" if regressions else "success"),
@@ -143,7 +155,7 @@ class CampaignWorkflow:
         child_id = f"{batch.campaign_id}-{batch.architecture}-batch-{index:04d}"
         self._progress.running_batches.append(child_id)
         try:
-            return await workflow.execute_child_workflow(
+            result: BatchResult = await workflow.execute_child_workflow(
                 CampaignBatchWorkflow.run,
                 batch,
                 id=child_id,
@@ -153,3 +165,5 @@ class CampaignWorkflow:
             )
         finally:
             self._progress.running_batches.remove(child_id)
+        self._progress.expected_finished_s += expected_seconds(batch.targets)
+        return result

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         StoreReferencesInput,
         TargetVerdict,
         Verdict,
+        expected_seconds,
     )
     from models.verdicts import after_rerun, compare, regressed_tests
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
@@ -53,6 +54,7 @@ class CampaignBatchWorkflow:
             targets=params.done_targets + len(remaining),
             done_targets=params.done_targets,
             counts=dict(done.counts),
+            expected_total_s=expected_seconds(params.targets),
         )
         costliest = 0
         while remaining:
@@ -60,6 +62,7 @@ class CampaignBatchWorkflow:
             before = workflow.info().get_current_history_length()
             done.add(await self._chunk(params, chunk))
             self._progress.done_targets += len(chunk)
+            self._progress.expected_done_s += expected_seconds(chunk)
             self._progress.counts = dict(done.counts)
             history = workflow.info().get_current_history_length()
             done.max_history_events = max(done.max_history_events, history)

@@ -1,0 +1,187 @@
+"""`debflow status`: what an operator reads to tell whether there is an operational problem."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, text
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from activities.db_stats import database_stats
+from models.campaign import CampaignProgress
+from workflows.campaign import CampaignWorkflow
+
+
+class QueueStatus(BaseModel):
+    name: str
+    kind: str  # workflow or activity
+    pollers: list[str]
+    backlog: int
+    backlog_age_s: float
+
+
+class CampaignStatus(BaseModel):
+    workflow_id: str
+    progress: CampaignProgress | None
+
+
+class FailureRate(BaseModel):
+    """Finished tasks of the last hour by outcome: a package's own failures are not incidents."""
+
+    tasks: int = 0
+    package_failures: int = 0
+    infrastructure_errors: int = 0
+
+    @property
+    def infrastructure_error_rate(self) -> float:
+        return self.infrastructure_errors / self.tasks if self.tasks else 0.0
+
+
+class DatabaseHealth(BaseModel):
+    connections: int
+    lock_waits: int
+    deadlocks: int
+    inserts: int
+    updates: int
+    deletes: int
+    dead_tuples: int
+
+
+class Status(BaseModel):
+    temporal_reachable: bool
+    temporal_error: str = ""
+    queues: list[QueueStatus] = Field(default_factory=list)
+    campaigns: list[CampaignStatus] = Field(default_factory=list)
+    last_hour: FailureRate = Field(default_factory=FailureRate)
+    database: DatabaseHealth | None = None
+    database_error: str = ""
+
+
+LAST_HOUR = text(
+    "SELECT count(*), count(*) FILTER (WHERE result = 'failure'), count(*) FILTER (WHERE result = 'error') "
+    "FROM task_history WHERE started_at > now() - interval '1 hour'"
+)
+
+
+async def queue_status(client: Client, name: str) -> list[QueueStatus]:
+    found = []
+    for kind, queue_type in (
+        ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
+        ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
+    ):
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=name),
+                task_queue_type=queue_type,
+                report_stats=True,
+            )
+        )
+        stats = response.stats
+        found.append(
+            QueueStatus(
+                name=name,
+                kind=kind,
+                pollers=sorted({p.identity for p in response.pollers}),
+                backlog=stats.approximate_backlog_count,
+                backlog_age_s=stats.approximate_backlog_age.ToTimedelta().total_seconds(),
+            )
+        )
+    return found
+
+
+async def running_campaigns(client: Client, limit: int = 20) -> list[CampaignStatus]:
+    found = []
+    query = 'DebflowKind="campaign" AND ExecutionStatus="Running"'
+    async for execution in client.list_workflows(query, limit=limit):
+        handle = client.get_workflow_handle_for(CampaignWorkflow.run, execution.id)
+        try:
+            progress: CampaignProgress | None = await handle.query(CampaignWorkflow.progress)
+        except RPCError:
+            progress = None  # no worker has picked it up yet
+        found.append(CampaignStatus(workflow_id=execution.id, progress=progress))
+    return found
+
+
+def database_health(engine: Engine) -> tuple[DatabaseHealth, FailureRate]:
+    stats = database_stats(engine)
+    with engine.connect() as conn:
+        connections = conn.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        )
+        tasks, failures, errors = conn.execute(LAST_HOUR).one()
+        health = DatabaseHealth(
+            connections=connections.scalar_one(),
+            lock_waits=len(stats.lock_waits),
+            deadlocks=stats.deadlocks,
+            inserts=sum(t.inserts for t in stats.tables),
+            updates=sum(t.updates for t in stats.tables),
+            deletes=sum(t.deletes for t in stats.tables),
+            dead_tuples=sum(t.dead for t in stats.tables),
+        )
+    return health, FailureRate(tasks=tasks, package_failures=failures, infrastructure_errors=errors)
+
+
+async def collect_status(
+    client: Client | None, engine: Engine | None, queues: list[str], temporal_error: str = ""
+) -> Status:
+    status = Status(temporal_reachable=client is not None, temporal_error=temporal_error)
+    if client is not None:
+        for name in queues:
+            status.queues += await queue_status(client, name)
+        status.campaigns = await running_campaigns(client)
+    if engine is not None:
+        try:
+            status.database, status.last_hour = database_health(engine)
+        except Exception as e:  # an operator's view reports a broken database, it does not crash on it
+            status.database_error = f"{type(e).__name__}: {e}".splitlines()[0]
+    return status
+
+
+def print_status(status: Status, console: Console) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    temporal = (
+        "[green]reachable[/]" if status.temporal_reachable else f"[red]unreachable[/] {status.temporal_error}"
+    )
+    console.print(f"debflow status at {now}: Temporal {temporal}")
+    if status.queues:
+        table = Table(title="task queues", show_edge=False)
+        for column in ("queue", "kind", "pollers", "backlog", "oldest (s)"):
+            table.add_column(column)
+        for q in status.queues:
+            pollers = "[red]0[/]" if not q.pollers else f"{len(q.pollers)} ({', '.join(q.pollers[:3])})"
+            table.add_row(q.name, q.kind, pollers, str(q.backlog), f"{q.backlog_age_s:.0f}")
+        console.print(table)
+    for campaign in status.campaigns:
+        p = campaign.progress
+        if p is None:
+            detail = "waiting for a worker"
+        else:
+            done = sum(p.counts.values())
+            detail = (
+                f"{p.batches_done}/{p.batches} batches, {done}/{p.planned_targets} targets, "
+                f"{p.counts.get('REGRESSION', 0)} regressions"
+            )
+        console.print(f"campaign {campaign.workflow_id}: {detail}")
+    rate = status.last_hour
+    console.print(
+        f"last hour: {rate.tasks} tasks, {rate.package_failures} package failures, "
+        f"{rate.infrastructure_errors} infrastructure errors "
+        f"({rate.infrastructure_error_rate:.1%} of tasks)"
+    )
+    if status.database is not None:
+        d = status.database
+        console.print(
+            f"database: {d.connections} connections, {d.lock_waits} lock waits, {d.deadlocks} deadlocks; "
+            f"since the last reset {d.inserts} inserts, {d.updates} updates, {d.deletes} deletes, "
+            f"{d.dead_tuples} dead tuples"
+        )
+    elif status.database_error:
+        console.print(f"database: [red]unreachable[/] {status.database_error}")

@@ -1,0 +1,105 @@
+"""The operator's view: a worker's Prometheus endpoint during a run, and `debflow status`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.suite import import_suite
+from client.campaigns import start_campaign
+from client.status import collect_status
+from models.campaign import CampaignInput, Simulation
+from tests.conftest import subprocess_env
+from tests.synthetic_suite import write_suite
+from worker.postgres import free_port
+from worker.settings import PROJECT_ROOT, Settings
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def test_worker_metrics_and_status_during_a_campaign(
+    client: Client, settings: Settings, sessions: sessionmaker[Session], engine: Engine, tmp_path: Path
+) -> None:
+    trigger = f"libmet{uuid.uuid4().hex[:6]}"
+    sources, packages = write_suite(tmp_path, trigger, dependants=30)
+    import_suite(sessions=sessions, name=f"ops-{trigger}", sources=sources, packages=[packages])
+    address = f"127.0.0.1:{free_port()}"
+    env = {**subprocess_env(settings), "DEBFLOW_METRICS_ADDRESS": address}
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "client", "worker"],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            params = CampaignInput(
+                trigger_source=trigger,
+                trigger_version="2",
+                suite=f"ops-{trigger}",
+                simulation=Simulation(seed=5, duration_scale=0.3),
+                tests_in_flight=8,
+            )
+            handle = await start_campaign(client, params, settings.task_queue)
+            status = None
+            for _ in range(100):  # the run is still going: look at it from outside
+                status = await collect_status(client, engine, [settings.task_queue])
+                if status.campaigns and any(q.pollers for q in status.queues):
+                    break
+                await asyncio.sleep(0.2)
+            report = await handle.result()
+            text = scrape(f"http://{address}/metrics")
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+
+    assert status is not None and status.temporal_reachable and status.database is not None
+    assert {q.kind for q in status.queues if q.pollers} == {"workflow", "activity"}
+    assert any(c.workflow_id == handle.id for c in status.campaigns)
+    assert report.targets == 31
+    # the SDK's own metrics and debflow's, from the same endpoint
+    assert (
+        "temporal_activity_execution_latency" in text or "temporal_activity_schedule_to_start_latency" in text
+    )
+    assert "debflow_tasks{" in text and 'task="simulated-autopkgtest"' in text
+    assert "debflow_db_transaction_seconds" in text
+    assert "debflow_regressions_found" in text
+
+
+def test_time_left_is_weighted_by_expected_durations() -> None:
+    from client.campaigns import Estimator, _fraction
+    from models.campaign import BatchProgress, CampaignProgress
+
+    state = CampaignProgress(
+        planned_targets=100,
+        batches=2,
+        batches_done=1,
+        running_batches=["b"],
+        counts={"PASS": 50},
+        expected_total_s=1000,
+        expected_finished_s=200,
+    )
+    running = {
+        "b": BatchProgress(targets=50, done_targets=25, counts={}, expected_total_s=800, expected_done_s=300)
+    }
+    assert _fraction(state, running) == 0.5  # half the expected test time, though 75 of 100 targets
+    no_history = state.model_copy(update={"expected_total_s": 0.0, "expected_finished_s": 0.0})
+    assert _fraction(no_history, running) == 0.75
+    estimator = Estimator()
+    estimator.started -= 10  # ten seconds in
+    left = estimator.update(0.5)
+    assert left is not None and 9 < left < 11
+    assert set(estimator.predictions) == {0.25, 0.5}
+    assert len(estimator.errors()) == 2

@@ -1,0 +1,291 @@
+"""Retries without harm: reuse after a crash, timeouts from history, retry_failed, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.testing import ActivityEnvironment
+
+from activities import faults
+from activities.debian_tasks import DebianTasks
+from activities.executors import BuildOutput, HostExecutor
+from activities.faults import InjectedFault
+from activities.history import record_task
+from activities.store import ArtifactStore
+from activities.timeouts import TimeoutEstimator, bound
+from client.api import close_run, get_report, retry_failed, store_source_package, submit_upload
+from models.payloads import (
+    BuildInput,
+    Check,
+    EstimateTimeoutsInput,
+    TaskResult,
+    TaskStatus,
+    TaskTimeouts,
+    UploadPipelineInput,
+)
+from models.tables import Artifact, TaskHistory
+from tests.test_pipeline import replay
+from worker.settings import Settings
+from workflows.upload_pipeline import UploadPipelineWorkflow
+
+
+class CountingExecutor(HostExecutor):
+    """The host executor, counting the builds it really runs."""
+
+    builds = 0
+
+    def build(self, dsc: Path, workdir: Path, **kwargs: object) -> BuildOutput:
+        self.builds += 1
+        return super().build(dsc, workdir, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_retry_after_a_crash_after_store_reuses_the_build(
+    settings: Settings,
+    store: ArtifactStore,
+    sessions: sessionmaker[Session],
+    example_sources: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    artifact_id, source, version = store_source_package(
+        settings, settings.database_url or "", example_sources["hello-debflow"]
+    )
+    executor = CountingExecutor()
+    tasks = DebianTasks(
+        sessions=sessions,
+        store=store,
+        executor=executor,
+        scratch_dir=tmp_path,
+        heartbeat_interval=1,
+        expiration_days=1,
+    )
+    params = BuildInput(
+        upload_artifact_id=artifact_id,
+        source=source,
+        version=version,
+        suite="bookworm",
+        architecture="amd64",
+        build_arch_all=True,
+    )
+    workflow_id = f"crash-after-store-{uuid.uuid4().hex[:8]}"
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id=workflow_id, activity_id="7", attempt=1)
+    heartbeats: list[object] = []
+    env.on_heartbeat = lambda *details: heartbeats.append(details[0] if details else None)
+
+    faults.configure(rate=1.0, activities="build_package")
+    try:
+        with pytest.raises(InjectedFault, match="fault injection: build_package"):
+            env.run(tasks.build_package, params)
+    finally:
+        faults.configure(rate=0.0)
+    stored = heartbeats[-1]
+    assert isinstance(stored, dict) and stored["stage"] == "stored"
+
+    # The retry: Temporal runs the same activity id again, with the last heartbeat's details.
+    env.info = dataclasses.replace(env.info, attempt=2, heartbeat_details=[stored])
+    result = env.run(tasks.build_package, params)
+
+    assert executor.builds == 1  # not rebuilt
+    assert result.reused and result.tries == 2 and result.result == TaskResult.SUCCESS
+    assert result.changes_artifact_id is not None
+    assert sorted(
+        [result.log_artifact_id, *result.binary_artifact_ids, result.changes_artifact_id]
+    ) == sorted(stored["artifact_ids"])
+    assert {"hello-debflow", "hello-debflow-doc"} <= set(result.packages)
+    assert result.duration_s > 0
+    with sessions() as session:
+        history = session.scalar(
+            select(func.count()).select_from(TaskHistory).where(TaskHistory.workflow_id == workflow_id)
+        )
+        artifacts = session.scalar(
+            select(func.count()).select_from(Artifact).where(Artifact.workflow_id == workflow_id)
+        )
+    assert history == 1  # recorded with the artifacts, once
+    assert artifacts == len(stored["artifact_ids"])
+
+
+def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Session]) -> None:
+    source = f"timed-{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    runs = [("build", 300.0, "success"), ("build", 400.0, "failure"), ("build", 350.0, "success")]
+    runs += [("build", 9000.0, "error")]  # an error may be a timeout: it does not count
+    runs += [("lintian", 20.0, "success"), ("lintian", 25.0, "success")]  # too few samples
+    runs += [("autopkgtest", 10.0, "success")] * 3  # far below the floor
+    for task, seconds, result in runs:
+        record_task(
+            sessions,
+            task_name=task,
+            subject=source,
+            context="bookworm/amd64",
+            workflow_id=None,
+            started_at=now,
+            duration_s=seconds,
+            result=result,
+            usage=[],
+        )
+    estimator = TimeoutEstimator(sessions=sessions, floor_s=600, factor=4, min_samples=3)
+    defaults = TaskTimeouts(build_s=3600, lintian_s=1800, autopkgtest_s=7200)
+    estimate = ActivityEnvironment().run(
+        estimator.estimate_timeouts,
+        EstimateTimeoutsInput(
+            source=source, suite="bookworm", architectures=["amd64", "arm64"], defaults=defaults
+        ),
+    )
+    # p95 of 300, 350, 400 (linear interpolation) is 395; 4 x 395 = 1580 within [600, 3600].
+    assert estimate.timeouts["build/amd64"] == pytest.approx(1580)
+    assert estimate.timeouts["lintian/amd64"] == 1800  # 2 of 3 samples: the configured timeout
+    assert estimate.timeouts["autopkgtest/amd64"] == 600  # the floor
+    assert estimate.timeouts["build/arm64"] == 3600  # no history on arm64
+    assert "p95 395 s of 3 runs" in estimate.basis["build/amd64"]
+    assert bound(5000, 10, 3600, floor_s=600, factor=4, min_samples=3)[0] == 3600  # the ceiling
+
+
+def test_retry_is_accepted_only_for_a_finished_run_with_failures() -> None:
+    """The update's validator, on the workflow object's own state (no Temporal needed)."""
+    pipeline = UploadPipelineWorkflow()
+    with pytest.raises(ValueError, match="still running"):
+        pipeline._validate_retry()
+    pipeline._params = UploadPipelineInput(upload_artifact_id=1)
+    pipeline._finished = True
+    with pytest.raises(ValueError, match="nothing to retry"):
+        pipeline._validate_retry()
+    from models.payloads import TaskReport
+
+    pipeline._tasks["build/amd64"] = TaskReport(
+        name="build", architecture="amd64", status=TaskStatus.ERROR, result=TaskResult.ERROR
+    )
+    pipeline._validate_retry()
+    pipeline._closing = True
+    with pytest.raises(ValueError, match="no longer accepts retries"):
+        pipeline._validate_retry()
+
+
+async def test_retry_failed_reruns_the_failed_test_and_reports_every_attempt(
+    client: Client, settings: Settings, worker: None, example_sources: dict[str, Path]
+) -> None:
+    settings.retry_window_s = 600
+    handle = await submit_upload(
+        client, settings, settings.database_url or "", example_sources["broken-debflow"], again=True
+    )
+    first = await get_report(client, handle.id, poll_s=0.3)
+    assert first.result == TaskResult.FAILURE and first.accepting_retries_until is not None
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING  # open for retries
+
+    update = await retry_failed(client, handle.id)
+    second = await update.result()
+
+    tasks = {t.name: t for t in second.tasks}
+    before = {t.name: t for t in first.tasks}
+    assert second.retry_rounds == 1
+    assert [a.result for a in tasks["autopkgtest"].attempts] == [TaskResult.FAILURE, TaskResult.FAILURE]
+    assert tasks["autopkgtest"].artifact_ids != before["autopkgtest"].artifact_ids  # a new run
+    assert len(tasks["build"].attempts) == 1 and tasks["build"].artifact_ids == before["build"].artifact_ids
+    assert len(tasks["lintian"].attempts) == 1  # it succeeded: not re-run
+
+    await close_run(client, handle.id)
+    final = await handle.result()
+    assert final.accepting_retries_until is None and final.retry_rounds == 1
+    assert len({t.name: t for t in final.tasks}["autopkgtest"].attempts) == 2
+    await replay(client, handle.id, "upload-pipeline-v2-retry-failed")
+
+
+async def test_retry_failed_reruns_an_errored_build_and_what_depends_on_it(
+    client: Client, settings: Settings, worker: None, example_sources: dict[str, Path]
+) -> None:
+    settings.retry_window_s = 600
+    handle = await submit_upload(
+        client,
+        settings,
+        settings.database_url or "",
+        example_sources["hello-debflow"],
+        architectures=["amd64", "arm64"],
+        checks=[Check.BUILD, Check.LINTIAN],
+        again=True,
+    )
+    first = await get_report(client, handle.id, poll_s=0.3)
+    arm64 = {t.name: t for t in first.tasks if t.architecture == "arm64"}
+    assert arm64["build"].status == TaskStatus.ERROR and arm64["lintian"].summary == "build errored"
+
+    second = await (await retry_failed(client, handle.id)).result()
+    again = {(t.name, t.architecture): t for t in second.tasks}
+    assert len(again["build", "arm64"].attempts) == 2  # re-run, and errored again (host is amd64)
+    assert len(again["build", "amd64"].attempts) == 1  # succeeded: left alone
+    assert len(again["lintian", "amd64"].attempts) == 1
+    assert again["lintian", "arm64"].summary == "build errored"
+    await close_run(client, handle.id)
+    assert (await handle.result()).retry_rounds == 1
+
+
+def _slow_source(root: Path, pid_file: Path) -> Path:
+    """A package whose build writes its pid and then sleeps for five minutes."""
+    tree = root / "slow-debflow-1.0"
+    (tree / "debian" / "source").mkdir(parents=True)
+    (tree / "debian" / "source" / "format").write_text("3.0 (native)\n")
+    (tree / "debian" / "control").write_text(
+        "Source: slow-debflow\nSection: misc\nPriority: optional\nMaintainer: debflow <debflow@example.org>\n"
+        "Build-Depends: debhelper-compat (= 13)\nStandards-Version: 4.6.2\n\n"
+        "Package: slow-debflow\nArchitecture: all\nDescription: sleeps while it builds\n a test package\n"
+    )
+    (tree / "debian" / "changelog").write_text(
+        "slow-debflow (1.0) unstable; urgency=medium\n\n  * Sleeps.\n\n"
+        " -- debflow <debflow@example.org>  Mon, 01 Dec 2026 10:00:00 +0000\n"
+    )
+    (tree / "debian" / "copyright").write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+    )
+    rules = tree / "debian" / "rules"
+    build = f"sh -c 'echo $$$$ > {pid_file}; exec sleep 300'"
+    rules.write_text(f"#!/usr/bin/make -f\n%:\n\tdh $@\noverride_dh_auto_build:\n\t{build}\n")
+    rules.chmod(0o755)
+    subprocess.run(["dpkg-source", "-b", tree.name], cwd=root, check=True, capture_output=True)
+    return root / "slow-debflow_1.0.dsc"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_cancelling_a_run_kills_its_build_within_a_heartbeat_interval(
+    client: Client, settings: Settings, worker: None, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "build.pid"
+    dsc = _slow_source(tmp_path, pid_file)
+    handle = await submit_upload(
+        client, settings, settings.database_url or "", dsc, checks=[Check.BUILD], again=True
+    )
+    deadline = time.monotonic() + 120
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < deadline, "the slow build did not start"
+        await asyncio.sleep(0.2)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
+
+    cancelled_at = time.monotonic()
+    await handle.cancel()
+    while _alive(pid) and time.monotonic() - cancelled_at < 30:
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - cancelled_at
+
+    print(f"build process group killed {elapsed:.2f} s after the cancellation request")
+    assert not _alive(pid)
+    # One heartbeat interval for the cancellation to reach the activity, plus scheduling slack.
+    assert elapsed < settings.heartbeat_interval + 1.5, (
+        f"the build outlived its cancellation by {elapsed:.1f} s"
+    )
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED

@@ -1,0 +1,113 @@
+"""The isolated executor end to end: sbuild and autopkgtest in user namespaces from an mmdebstrap tarball.
+
+The mirror is the one this machine's apt uses (read here, never written into the repository). Making the
+tarball takes about a minute, so it is cached across test sessions in ~/.cache/debflow-tests (remade
+after a week) and imported into each session's artifact store like one the executor made itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from debian.deb822 import Deb822
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.environments import EnvironmentStore, make_tarball
+from activities.executors import Hooks
+from activities.store import ArtifactStore
+from client.api import get_report, submit_upload
+from models.payloads import TaskResult
+from models.tables import Artifact
+from worker.main import build_worker
+from worker.settings import Settings
+
+SUITE, ARCH = "bookworm", "amd64"
+MAX_AGE_S = 7 * 24 * 3600
+
+
+def machine_mirror(suite: str = SUITE) -> str:
+    """The Debian mirror of this machine's apt configuration (deb822 .sources, then sources.list)."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for stanza in Deb822.iter_paragraphs(path.read_text()):
+            if "deb" in stanza.get("Types", "").split() and suite in stanza.get("Suites", "").split():
+                return str(stanza["URIs"].split()[0])
+    sources_list = Path("/etc/apt/sources.list")
+    for line in sources_list.read_text().splitlines() if sources_list.exists() else []:
+        words = [w for w in line.split() if not w.startswith("[")]
+        if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
+            return words[1]
+    pytest.fail(f"this machine's apt configuration names no mirror for {suite}")
+
+
+def _subordinate_ids_ready() -> bool:
+    for name in ("/etc/subuid", "/etc/subgid"):
+        lines = Path(name).read_text().split() if Path(name).exists() else []
+        if not lines or not lines[0].startswith("root:"):
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def cached_tarball() -> tuple[Path, str]:
+    """A bookworm/amd64 buildd tarball from the machine's mirror, made at most once a week."""
+    mirror = machine_mirror()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "debflow-tests"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{SUITE}-{ARCH}-{hashlib.sha256(mirror.encode()).hexdigest()[:12]}.tar.zst"
+    if not path.exists() or time.time() - path.stat().st_mtime > MAX_AGE_S:
+        making = path.with_name(path.name + ".new.tar.zst")
+        make_tarball(SUITE, ARCH, mirror, making, Hooks())
+        making.replace(path)
+    return path, mirror
+
+
+async def test_unshare_executor_builds_and_tests_an_example(
+    client: Client,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    example_sources: dict[str, Path],
+    tmp_path: Path,
+    cached_tarball: tuple[Path, str],
+) -> None:
+    for tool in ("mmdebstrap", "sbuild", "newuidmap", "autopkgtest"):
+        assert shutil.which(tool), f"{tool} is missing: run scripts/ensure-debian-tools as root"
+    assert _subordinate_ids_ready(), "root needs subordinate ids first in /etc/subuid and /etc/subgid"
+    store = ArtifactStore(settings.store_dir, sessions)
+    tarball, mirror = cached_tarball
+    settings.executor, settings.mirror = "unshare", mirror
+    environments = EnvironmentStore(
+        store=store, mirror=mirror, cache_dir=tmp_path, max_age_days=7, expiration_days=30
+    )
+    environment_id = environments.find(SUITE, ARCH) or environments.import_tarball(tarball, SUITE, ARCH)
+
+    parts = build_worker(client, settings, settings.database_url or "")
+    try:
+        async with parts.worker:
+            handle = await submit_upload(
+                client, settings, settings.database_url or "", example_sources["hello-debflow"], again=True
+            )
+            report = await get_report(client, handle.id, poll_s=0.5)
+    finally:
+        parts.close()
+
+    tasks = {t.name: t for t in report.tasks}
+    assert report.result == TaskResult.SUCCESS, report
+    assert tasks["build"].result == TaskResult.SUCCESS and tasks["autopkgtest"].result == TaskResult.SUCCESS
+    with sessions() as session:
+        made = {
+            a.category: a.data
+            for a in session.scalars(select(Artifact).where(Artifact.workflow_id == handle.id))
+        }
+    assert made["debian:package-build-log"]["environment_artifact_id"] == environment_id
+    assert made["debian:autopkgtest"]["virt_server"] == "unshare:unshare"
+    assert {n: t["status"] for n, t in made["debian:autopkgtest"]["tests"].items()} == {
+        "greets": "PASS",
+        "version-flag": "PASS",
+    }
