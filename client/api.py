@@ -16,7 +16,7 @@ from temporalio.client import (
     WorkflowUpdateHandle,
     WorkflowUpdateStage,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -150,6 +150,8 @@ async def _start(
         params,
         id=workflow_id,
         task_queue=task_queue or settings.task_queue,
+        # Uploads overtake campaigns (README "Priority and fairness"); one fairness key per source.
+        priority=Priority(priority_key=settings.upload_priority, fairness_key=f"upload-{source}"),
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(sa.PACKAGE, source),

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.dsc import SOURCE_NAME, VERSION, BadUpload
@@ -174,6 +174,10 @@ def retry(
         client = await connect_temporal(endpoints.temporal)
         if await _describe(client, workflow_id) != "UploadPipeline":
             raise LookupFailed(f"{workflow_id} is not an upload run")
+        if (
+            await client.get_workflow_handle(workflow_id).describe()
+        ).status != WorkflowExecutionStatus.RUNNING:
+            raise LookupFailed(f"{workflow_id} has ended: its retry window is closed (submit it again)")
         await retry_failed(client, workflow_id)
         console.print(f"{workflow_id}: re-running its failed tasks")
         if not wait:
@@ -264,7 +268,9 @@ def campaign(
             batch_size=batch_size,
             simulation=Simulation(seed=seed, duration_scale=duration_scale) if simulated else None,
         )
-        handle = await start_campaign(client, params, settings.task_queue)
+        handle = await start_campaign(
+            client, params, settings.task_queue, priority_key=settings.campaign_priority
+        )
         url = workflow_url(endpoints.ui_url, client.namespace, handle.id)
         console.print(f"started {handle.id}" + (f"  {url}" if url else ""))
         if not wait:

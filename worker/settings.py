@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     postgres_port: int = 54329
     # host:port of this worker's Prometheus endpoint (SDK and debflow metrics); unset: none.
     metrics_address: str | None = None
+    # Temporal priority keys (1 first … 5 last): uploads overtake campaigns.
+    upload_priority: int = Field(default=2, ge=1, le=5)
+    campaign_priority: int = Field(default=4, ge=1, le=5)
 
     suites: list[str] = Field(default_factory=lambda: list(DEBIAN_SUITES))
     architectures: list[str] = Field(default_factory=lambda: list(DEBIAN_ARCHITECTURES))
