@@ -32,6 +32,11 @@ with workflow.unsafe.imports_passed_through():
 NOTABLE = {Verdict.REGRESSION, Verdict.FLAKY, Verdict.ALWAYSFAIL, Verdict.IMPROVEMENT, Verdict.NO_REFERENCE}
 
 
+# Claims, results and history are one short transaction each: a worker killed during one should cost
+# seconds, not minutes, before the retry runs elsewhere.
+DB_ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
 # Not sandboxed: a glibc campaign activates batches ~9,000 times and the sandbox's per-activation cost
 # was a fifth of the worker's CPU (measured with py-spy, bench/run_campaign.py). The code here is
 # deterministic by construction (no I/O, no clocks, no randomness) and replay tests keep it so.
@@ -105,7 +110,7 @@ class CampaignBatchWorkflow:
                 lease_s=params.campaign.test_timeout_s * 2,
             ),
             result_type=ClaimReferencesResult,
-            start_to_close_timeout=timedelta(minutes=2),
+            start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"claim {len(keys)} references",
         )
@@ -165,7 +170,7 @@ class CampaignBatchWorkflow:
                         results=outcomes,
                         keys=[keys[n] for n in claim.claimed],
                     ),
-                    start_to_close_timeout=timedelta(minutes=2),
+                    start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
                     retry_policy=DB_RETRY,
                     summary=f"store {len(outcomes)} reference results",
                 )
@@ -224,7 +229,7 @@ class CampaignBatchWorkflow:
                 simulated=params.campaign.simulation is not None,
                 runs=records,
             ),
-            start_to_close_timeout=timedelta(minutes=2),
+            start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
             summary=f"record {len(records)} runs in the task history",
         )
