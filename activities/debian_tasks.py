@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 from activities import faults
 from activities.dsc import ARCHIVE, check_source_archive
 from activities.errors import translate_errors
-from activities.executors import Executor, Hooks
+from activities.executors import Executor, Hooks, lintian_version, run_lintian
 from activities.history import add_task_history
 from activities.packages import binary_data, changes_artifact
 from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
@@ -284,7 +284,7 @@ class DebianTasks:
     def _lintian(self, params: CheckInput, work: Path, started: dt.datetime, clock: float) -> LintianResult:
         dsc, debs = self._binaries(params, work)
         log = work / "lintian.txt"
-        outcome = self.executor.lintian([dsc, *debs], workdir=work, log=log, hooks=self._hooks("lintian"))
+        outcome = run_lintian([dsc, *debs], workdir=work, log=log, hooks=self._hooks("lintian"))
         tags = parse_lintian(log.read_text(errors="replace"))
         counts = lintian_counts(tags)
         if outcome.returncode != 0 and not counts.get("error"):
@@ -300,7 +300,7 @@ class DebianTasks:
             architecture=params.architecture,
             result=str(result),
             exit_code=outcome.returncode,
-            lintian_version=self.executor.lintian_version(),
+            lintian_version=lintian_version(),
             counts=counts,
             tags=tags,
             duration_s=round(duration, 3),

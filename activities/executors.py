@@ -61,10 +61,6 @@ class Executor(Protocol):
         hooks: Hooks,
     ) -> BuildOutput: ...
 
-    def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome: ...
-
-    def lintian_version(self) -> str: ...
-
     def autopkgtest(
         self,
         dsc: Path,
@@ -147,12 +143,6 @@ class HostExecutor:
             listed = [entry["name"] for entry in Changes(f).get("Files", [])]
         debs = [workdir / name for name in listed if name.endswith(".deb")]
         return BuildOutput(outcome, changes[0], debs)
-
-    def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
-        return run_lintian(inputs, workdir=workdir, log=log, hooks=hooks)
-
-    def lintian_version(self) -> str:
-        return lintian_version()
 
     def autopkgtest(
         self,

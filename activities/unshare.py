@@ -14,8 +14,6 @@ from activities.executors import (
     InfrastructureError,
     UnsupportedArchitecture,
     host_architecture,
-    lintian_version,
-    run_lintian,
 )
 from activities.process import ProcessOutcome, require_tool, run_tool
 
@@ -112,12 +110,6 @@ class UnshareExecutor:
                 f"{status or 'unknown'}), not because of the package: {text[-600:]}"
             )
         return BuildOutput(outcome, None, [], environment.artifact_id)
-
-    def lintian(self, inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
-        return run_lintian(inputs, workdir=workdir, log=log, hooks=hooks)
-
-    def lintian_version(self) -> str:
-        return lintian_version()
 
     def autopkgtest(
         self,

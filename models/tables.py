@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -183,11 +182,6 @@ class TaskHistory(Base):
         CheckConstraint("result IN ('success', 'failure', 'error', 'skipped')", name="result_known"),
         Index("ix_task_history_key_started", "task_name", "subject", "context", "started_at"),
     )
-
-
-def as_dict(row: Any) -> dict[str, Any]:
-    """Column values of an ORM row, for reports and tests."""
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
 
 
 # --- retention and expiry (issue 4) ---------------------------------------------------------------
