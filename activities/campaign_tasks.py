@@ -327,11 +327,6 @@ class CampaignTasks:
             path.unlink(missing_ok=True)
         return artifact_id
 
-    def all(self) -> list[Callable[..., Any]]:
-        return [
-            self.plan_campaign,
-            self.claim_references,
-            self.store_reference_results,
-            self.run_campaign_test,
-            self.record_runs,
-        ]
+    def database_activities(self) -> list[Callable[..., Any]]:
+        """The short database work of campaigns (the control queue); tests run on test queues."""
+        return [self.plan_campaign, self.claim_references, self.store_reference_results, self.record_runs]

@@ -119,6 +119,7 @@ async def submit_upload(
             lintian_s=settings.lintian_timeout,
             autopkgtest_s=settings.autopkgtest_timeout,
             heartbeat_s=settings.heartbeat_timeout,
+            queue_wait_s=settings.queue_wait_s,
         ),
         retry_window_s=settings.retry_window_s,
     )

@@ -284,14 +284,29 @@ def campaign(
 
 @app.command()
 def worker(
-    task_queue: Annotated[str | None, typer.Option(help="task queue to poll")] = None,
+    task_queue: Annotated[
+        str | None, typer.Option(help="control task queue; the capability queues are named from it")
+    ] = None,
+    capabilities: Annotated[
+        str | None,
+        typer.Option(
+            help="what this process polls, comma-separated: control, lintian, build[:ARCH], test[:ARCH], "
+            "or all (default: DEBFLOW_CAPABILITIES, else all)"
+        ),
+    ] = None,
 ) -> None:
     """Run one more worker process (any host that reaches Temporal, PostgreSQL and the store)."""
+    from worker.main import capabilities as parse
     from worker.main import main_sync
 
+    settings = Settings()
+    try:
+        only = parse(settings, capabilities)
+    except ValueError as e:
+        raise fail(str(e)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        main_sync(Settings(), task_queue)
+        main_sync(settings, task_queue, only)
     except NotConfigured as e:
         raise fail(str(e)) from None
 
@@ -320,7 +335,9 @@ def status(
         with contextlib.suppress(NotConfigured):
             engine = make_engine(resolve_database(settings), pool_size=1)
         try:
-            found = await collect_status(client, engine, [settings.task_queue], temporal_error=error)
+            found = await collect_status(
+                client, engine, settings.task_queue, settings.architectures, temporal_error=error
+            )
         finally:
             if engine is not None:
                 engine.dispose()

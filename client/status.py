@@ -16,6 +16,7 @@ from temporalio.service import RPCError
 
 from activities.db_stats import database_stats
 from models.campaign import CampaignProgress
+from workflows import queues
 from workflows.campaign import CampaignWorkflow
 
 
@@ -70,12 +71,26 @@ LAST_HOUR = text(
 )
 
 
-async def queue_status(client: Client, name: str) -> list[QueueStatus]:
+KINDS = {
+    "workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    "activity": TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+}
+
+
+def debflow_queues(control: str, architectures: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """Every queue debflow may use (README "Worker pools"), with the task kinds each carries."""
+    found: list[tuple[str, tuple[str, ...]]] = [(control, ("workflow", "activity"))]
+    found.append((queues.lintian_queue(control), ("activity",)))
+    for arch in architectures:
+        found.append((queues.build_queue(control, arch), ("activity",)))
+        found.append((queues.test_queue(control, arch), ("activity",)))
+    return found
+
+
+async def queue_status(client: Client, name: str, kinds: tuple[str, ...] = tuple(KINDS)) -> list[QueueStatus]:
     found = []
-    for kind, queue_type in (
-        ("workflow", TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW),
-        ("activity", TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY),
-    ):
+    for kind in kinds:
+        queue_type = KINDS[kind]
         response = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,
@@ -130,12 +145,19 @@ def database_health(engine: Engine) -> tuple[DatabaseHealth, FailureRate]:
 
 
 async def collect_status(
-    client: Client | None, engine: Engine | None, queues: list[str], temporal_error: str = ""
+    client: Client | None,
+    engine: Engine | None,
+    control: str,
+    architectures: list[str],
+    temporal_error: str = "",
 ) -> Status:
+    """The control queue always; a capability queue when a worker polls it or tasks wait in it."""
     status = Status(temporal_reachable=client is not None, temporal_error=temporal_error)
     if client is not None:
-        for name in queues:
-            status.queues += await queue_status(client, name)
+        for name, kinds in debflow_queues(control, architectures):
+            found = await queue_status(client, name, kinds)
+            if name == control or any(q.pollers or q.backlog for q in found):
+                status.queues += found
         status.campaigns = await running_campaigns(client)
     if engine is not None:
         try:

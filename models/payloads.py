@@ -41,6 +41,8 @@ class TaskTimeouts(BaseModel):
     lintian_s: float = 3600
     autopkgtest_s: float = 2 * 3600
     heartbeat_s: float = 60
+    # How long a build or check waits for a worker polling its queue (README "Worker pools").
+    queue_wait_s: float = 24 * 3600
 
 
 class UploadPipelineInput(BaseModel):

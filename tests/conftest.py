@@ -107,7 +107,7 @@ async def worker(client: Client, settings: Settings, database_url: str) -> Async
     """An in-process worker on this test's own task queue."""
     parts = build_worker(client, settings, database_url)
     try:
-        async with parts.worker:
+        async with parts:
             yield
     finally:
         parts.close()

@@ -55,7 +55,7 @@ async def test_worker_metrics_and_status_during_a_campaign(
             handle = await start_campaign(client, params, settings.task_queue)
             status = None
             for _ in range(100):  # the run is still going: look at it from outside
-                status = await collect_status(client, engine, [settings.task_queue])
+                status = await collect_status(client, engine, settings.task_queue, settings.architectures)
                 if status.campaigns and any(q.pollers for q in status.queues):
                     break
                 await asyncio.sleep(0.2)
@@ -67,6 +67,7 @@ async def test_worker_metrics_and_status_during_a_campaign(
 
     assert status is not None and status.temporal_reachable and status.database is not None
     assert {q.kind for q in status.queues if q.pollers} == {"workflow", "activity"}
+    assert f"{settings.task_queue}-test-amd64" in {q.name for q in status.queues if q.pollers}
     assert any(c.workflow_id == handle.id for c in status.campaigns)
     assert report.targets == 31
     # the SDK's own metrics and debflow's, from the same endpoint

@@ -89,7 +89,7 @@ async def test_unshare_executor_builds_and_tests_an_example(
 
     parts = build_worker(client, settings, settings.database_url or "")
     try:
-        async with parts.worker:
+        async with parts:
             handle = await submit_upload(
                 client, settings, settings.database_url or "", example_sources["hello-debflow"], again=True
             )

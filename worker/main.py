@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
@@ -19,7 +21,7 @@ from activities import faults, history, metrics
 from activities.campaign_tasks import CampaignTasks
 from activities.debian_tasks import DebianTasks
 from activities.environments import EnvironmentStore
-from activities.executors import Executor, HostExecutor
+from activities.executors import Executor, HostExecutor, host_architecture
 from activities.expiry import ExpiryActivities
 from activities.resume import ResumeCampaignTests
 from activities.store import ArtifactStore
@@ -30,6 +32,7 @@ from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
 from workflows.expiry import ExpiryWorkflow
+from workflows.queues import Capability, Kind, parse_capabilities
 from workflows.upload_pipeline import UploadPipelineWorkflow
 
 WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow, CampaignWorkflow, CampaignBatchWorkflow, ExpiryWorkflow)
@@ -39,15 +42,61 @@ log = logging.getLogger("debflow.worker")
 
 @dataclass
 class DebflowWorker:
-    """A Temporal worker and the resources its activities use; `close` after it stopped."""
+    """One Temporal worker per capability queue and the resources their activities share.
 
-    worker: Worker
+    `async with` runs them all (as tests do); `run` until `shutdown`; `close` after they stopped.
+    """
+
+    workers: dict[Capability, Worker]
     pool: concurrent.futures.ThreadPoolExecutor
     engine: Engine
+
+    @property
+    def queues(self) -> list[str]:
+        return [w.task_queue for w in self.workers.values()]
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers.values()))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers.values()))
+
+    async def __aenter__(self) -> DebflowWorker:
+        self._stack = contextlib.AsyncExitStack()
+        for worker in self.workers.values():
+            await self._stack.enter_async_context(worker)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()
+
+
+def slots(settings: Settings, kind: Kind) -> int:
+    """Concurrent activities per capability queue (README "Worker pools")."""
+    per_kind = {
+        Kind.CONTROL: settings.control_slots,
+        Kind.BUILD: settings.build_slots,
+        Kind.TEST: settings.test_slots,
+        Kind.LINTIAN: settings.lintian_slots,
+    }
+    return per_kind[kind] or settings.max_concurrent_activities
+
+
+def capabilities(settings: Settings, text: str | None = None) -> list[Capability]:
+    """The capabilities asked for; builds and tests for another architecture than the host's are refused
+    (both executors run the host's architecture only)."""
+    host = host_architecture()
+    found = parse_capabilities(
+        text or settings.capabilities, host_architecture=host, known_architectures=settings.architectures
+    )
+    foreign = [str(c) for c in found if c.architecture not in ("", host)]
+    if foreign:
+        raise ValueError(f"this host builds and tests for {host} only, not {', '.join(foreign)}")
+    return found
 
 
 def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
@@ -65,10 +114,19 @@ def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
 
 
 def build_worker(
-    client: Client, settings: Settings, database_url: str, *, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    database_url: str,
+    *,
+    task_queue: str | None = None,
+    only: list[Capability] | None = None,
 ) -> DebflowWorker:
-    """A worker polling `task_queue` (default: the settings') for workflows and activities."""
-    engine = make_engine(database_url, pool_size=settings.max_concurrent_activities + 1)
+    """Workers for the capabilities (default: the settings'), on queues named from `task_queue`
+    (default: the settings' control queue)."""
+    wanted = only or capabilities(settings)
+    control = task_queue or settings.task_queue
+    activity_slots = sum(slots(settings, c.kind) for c in wanted)
+    engine = make_engine(database_url, pool_size=activity_slots + 1)
     metrics.instrument_engine(engine)
     sessions = make_sessionmaker(engine)
     store = ArtifactStore(settings.store_dir, sessions)
@@ -100,42 +158,65 @@ def build_worker(
         scratch_dir=settings.scratch_dir,
         expiration_days=settings.artifact_expiration_days,
     )
+    by_kind: dict[Kind, list[Callable[..., Any]]] = {
+        Kind.CONTROL: [
+            tasks.describe_upload,
+            estimator.estimate_timeouts,
+            *campaigns.database_activities(),
+            *expiry.all(),
+        ],
+        Kind.BUILD: [tasks.build_package],
+        Kind.LINTIAN: [tasks.run_lintian],
+        Kind.TEST: [tasks.run_autopkgtest, campaigns.run_campaign_test],
+    }
     # Activities are synchronous (subprocesses, SQLAlchemy); each runs in a thread of this pool.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.max_concurrent_activities)
-    worker = Worker(
-        client,
-        task_queue=task_queue or settings.task_queue,
-        workflows=list(WORKFLOWS),
-        activities=[*tasks.all(), estimator.estimate_timeouts, *campaigns.all(), *expiry.all()],
-        activity_executor=pool,
-        max_concurrent_activities=settings.max_concurrent_activities,
-        graceful_shutdown_timeout=timedelta(seconds=10),
-        interceptors=[ResumeCampaignTests(store)],
-        # Every heartbeat reaches the server at once, so a cancellation reaches the activity (which then
-        # kills its process group) within one heartbeat interval instead of up to 0.8 x heartbeat timeout.
-        max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
-        default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
-    )
-    return DebflowWorker(worker, pool, engine)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=activity_slots)
+    workers = {
+        capability: Worker(
+            client,
+            task_queue=capability.queue(control),
+            workflows=list(WORKFLOWS) if capability.kind is Kind.CONTROL else [],
+            activities=by_kind[capability.kind],
+            activity_executor=pool,
+            max_concurrent_activities=slots(settings, capability.kind),
+            graceful_shutdown_timeout=timedelta(seconds=10),
+            interceptors=[ResumeCampaignTests(store)],
+            # Every heartbeat reaches the server at once, so a cancellation reaches the activity (which
+            # then kills its process group) within one heartbeat interval instead of up to 0.8 x the
+            # heartbeat timeout.
+            max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
+            default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
+        )
+        for capability in wanted
+    }
+    return DebflowWorker(workers, pool, engine)
 
 
 async def run_worker(
-    client: Client, settings: Settings, database_url: str, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    database_url: str,
+    task_queue: str | None = None,
+    only: list[Capability] | None = None,
 ) -> None:
-    parts = build_worker(client, settings, database_url, task_queue=task_queue)
-    worker = parts.worker
+    parts = build_worker(client, settings, database_url, task_queue=task_queue, only=only)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         # Finish what can finish, then stop polling; Temporal retries whatever was interrupted.
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(worker.shutdown()))
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(parts.shutdown()))
     try:
-        log.info("worker polling %s", task_queue or settings.task_queue)
-        await worker.run()
+        for capability, worker in parts.workers.items():
+            log.info(
+                "polling %s (%s, %d slots)", worker.task_queue, capability, slots(settings, capability.kind)
+            )
+        await parts.run()
     finally:
         parts.close()
 
 
-def main_sync(settings: Settings, task_queue: str | None = None) -> None:
+def main_sync(
+    settings: Settings, task_queue: str | None = None, only: list[Capability] | None = None
+) -> None:
     from worker.connect import connect_temporal, resolve
 
     async def go() -> None:
@@ -147,6 +228,6 @@ def main_sync(settings: Settings, task_queue: str | None = None) -> None:
             metrics.install(runtime.metric_meter)
             log.info("metrics on http://%s/metrics", settings.metrics_address)
         client = await connect_temporal(endpoints.temporal, runtime=runtime)
-        await run_worker(client, settings, endpoints.database_url, task_queue)
+        await run_worker(client, settings, endpoints.database_url, task_queue, only)
 
     asyncio.run(go())

@@ -76,7 +76,18 @@ class Settings(BaseSettings):
     fault_after_store_rate: float = Field(default=0.0, ge=0, le=1)
     fault_activities: str = ""  # comma-separated activity types; empty: every hook
     fault_journal: Path | None = None
-    max_concurrent_activities: int = 4
+    # What this worker process polls (README "Worker pools"): control, lintian, build[:ARCH], test[:ARCH],
+    # comma-separated, or `all` (every capability of this host). Slots per capability queue; unset ones
+    # default to max_concurrent_activities.
+    capabilities: str = "all"
+    max_concurrent_activities: int = Field(default=4, ge=1)
+    control_slots: int | None = Field(default=16, ge=1)
+    build_slots: int | None = Field(default=None, ge=1)
+    test_slots: int | None = Field(default=None, ge=1)
+    lintian_slots: int | None = Field(default=None, ge=1)
+    # How long a build or test waits for a worker of its queue before it errors (no worker serves
+    # that architecture); campaign tests wait as long as their campaign runs.
+    queue_wait_s: float = Field(default=24 * 3600, gt=0)
     artifact_expiration_days: int = 30
 
     # Retention and expiry (README "Retention and expiry").

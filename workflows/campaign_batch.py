@@ -27,7 +27,9 @@ with workflow.unsafe.imports_passed_through():
         expected_seconds,
     )
     from models.verdicts import after_rerun, compare, regressed_tests
+    from workflows import queues
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
+    from workflows.upload_pipeline import QUEUES_PATCH
 
 NOTABLE = {Verdict.REGRESSION, Verdict.FLAKY, Verdict.ALWAYSFAIL, Verdict.IMPROVEMENT, Verdict.NO_REFERENCE}
 
@@ -46,6 +48,7 @@ class CampaignBatchWorkflow:
 
     def __init__(self) -> None:
         self._progress = BatchProgress(targets=0, done_targets=0, counts={})
+        self._test_queue: str | None = None
 
     @workflow.query
     def progress(self) -> BatchProgress:
@@ -54,6 +57,9 @@ class CampaignBatchWorkflow:
     @workflow.run
     async def run(self, params: BatchInput) -> BatchResult:
         done, remaining = params.done, list(params.targets)
+        # Runs recorded before worker pools scheduled tests on the batch's own queue.
+        if workflow.patched(QUEUES_PATCH):
+            self._test_queue = queues.test_queue(workflow.info().task_queue, params.architecture)
         chunk_size = max(1, params.campaign.tests_in_flight // 2)
         self._progress = BatchProgress(
             targets=params.done_targets + len(remaining),
@@ -138,6 +144,7 @@ class CampaignBatchWorkflow:
                 simulation=campaign.simulation,
             ),
             result_type=RunOutcome,
+            task_queue=self._test_queue,
             start_to_close_timeout=timedelta(seconds=campaign.test_timeout_s),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=CAMPAIGN_TEST_RETRY,

@@ -11,9 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, RetryState, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    RetryState,
+    TimeoutType,
+    is_cancelled_exception,
+)
+from temporalio.exceptions import (
+    TimeoutError as TemporalTimeout,
+)
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
@@ -37,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         UploadPipelineInput,
         UploadReport,
     )
+    from workflows import queues
     from workflows import search_attributes as sa
     from workflows.policies import DB_RETRY, ESTIMATE_RETRY, TOOL_RETRY
 
@@ -45,6 +55,8 @@ CHECKS = ("lintian", "autopkgtest")
 # Runs recorded before issue 5 (tests/histories/upload-pipeline-*-debflow.json) took none of these paths:
 # timeouts from task history, the retry window and retry_failed.
 RETRIES_PATCH = "timeouts-from-history-and-retry-window"
+# Runs recorded before worker pools ran every activity on the workflow's own task queue.
+QUEUES_PATCH = "capability-queues"
 
 
 def builds_on(architecture_field: list[str], arch: str) -> bool:
@@ -58,6 +70,19 @@ def _failure_message(error: ActivityError) -> str:
     while cause.__cause__ is not None:
         cause = cause.__cause__
     return str(cause)
+
+
+def _queue(task: str, arch: str) -> str:
+    control = workflow.info().task_queue
+    if task == "build":
+        return queues.build_queue(control, arch)
+    if task == "lintian":
+        return queues.lintian_queue(control)
+    return queues.test_queue(control, arch)
+
+
+def _capability(task: str, arch: str) -> str:
+    return {"build": f"build:{arch}", "lintian": "lintian"}.get(task, f"test:{arch}")
 
 
 def overall_result(tasks: list[TaskReport]) -> TaskResult:
@@ -84,6 +109,7 @@ class UploadPipelineWorkflow:
         self._retrying = False
         self._rounds = 0
         self._open_until: datetime | None = None
+        self._capability_queues = False
 
     @workflow.query
     def progress(self) -> PipelineProgress:
@@ -183,6 +209,7 @@ class UploadPipelineWorkflow:
     async def run(self, params: UploadPipelineInput) -> UploadReport:
         self._params = params
         current = workflow.patched(RETRIES_PATCH)
+        self._capability_queues = workflow.patched(QUEUES_PATCH)
         upload = self._upload = await workflow.execute_activity(
             "describe_upload",
             DescribeUploadInput(upload_artifact_id=params.upload_artifact_id),
@@ -351,12 +378,19 @@ class UploadPipelineWorkflow:
         label = f"{name} {upload.source} {upload.version} {arch}"
         timeout = self._timeout(name, arch)
         self._set(key, status=TaskStatus.RUNNING, summary=label, timeout_s=timeout)
+        routing: dict[str, Any] = {}
+        if self._capability_queues:
+            routing = {
+                "task_queue": _queue(name, arch),
+                "schedule_to_start_timeout": timedelta(seconds=params.timeouts.queue_wait_s),
+            }
         try:
             result: BuildResult | CheckResult = await workflow.execute_activity(
                 activity,
                 arg,
                 result_type=result_type,
                 start_to_close_timeout=timedelta(seconds=timeout),
+                **routing,
                 heartbeat_timeout=timedelta(seconds=params.timeouts.heartbeat_s),
                 retry_policy=TOOL_RETRY,
                 # A cancelled run waits until its tools' process groups are killed.
@@ -367,11 +401,18 @@ class UploadPipelineWorkflow:
             if is_cancelled_exception(e):
                 raise
             exhausted = e.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED
+            message = _failure_message(e)
+            if isinstance(e.cause, TemporalTimeout) and e.cause.type == TimeoutType.SCHEDULE_TO_START:
+                message = (
+                    f"no worker took the {name} task from queue {routing['task_queue']} within "
+                    f"{params.timeouts.queue_wait_s:g} s: start one with "
+                    f"`debflow worker --capabilities {_capability(name, arch)}`"
+                )
             self._set(
                 key,
                 status=TaskStatus.ERROR,
                 result=TaskResult.ERROR,
-                summary=_failure_message(e),
+                summary=message,
                 tries=TOOL_RETRY.maximum_attempts if exhausted else None,
             )
             return None
