@@ -18,10 +18,11 @@ from models.suite import BINARY_ITEM, SOURCE_ARCHITECTURE, SOURCE_ITEM, Relation
 
 SOURCE_FIELDS = [
     *("Package", "Version", "Binary", "Architecture", "Testsuite", "Testsuite-Triggers"),
-    *("Build-Depends", "Extra-Source-Only", "Directory"),
+    *("Build-Depends", "Extra-Source-Only", "Directory", "Checksums-Sha256"),
 ]
 BINARY_FIELDS = [
     *("Package", "Version", "Architecture", "Source", "Depends", "Pre-Depends", "Provides", "Filename"),
+    *("SHA256", "Size"),
 ]
 
 # (kind, target, package, source, architecture): one row of the suite_relation table, less its ids.
@@ -94,6 +95,26 @@ def pool_component(path: str) -> str:
     return parts[1] if len(parts) > 2 and parts[0] == "pool" else "main"
 
 
+def checksum_files(value: str, where: Path) -> list[dict[str, Any]]:
+    """A `Checksums-Sha256` field (one " <sha256> <size> <name>" per line) as name/sha256/size dicts."""
+    files: list[dict[str, Any]] = []
+    for line in value.splitlines():
+        if not line.strip():
+            continue  # the field's first line, empty in a multiline field
+        parts = line.split()
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise SuiteImportError(f"{where}: malformed Checksums-Sha256 line: {line.strip()!r}")
+        files.append({"name": parts[2], "sha256": parts[0], "size": int(parts[1])})
+    return files
+
+
+def _size(paragraph: deb822.Deb822, where: Path) -> int:
+    value = paragraph.get("Size", "") or "0"
+    if not value.isdigit():
+        raise SuiteImportError(f"{where}: {paragraph.get('Package')} has a malformed Size: {value!r}")
+    return int(value)
+
+
 def source_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
     name, version = _required(paragraph, where)
     data: dict[str, Any] = {
@@ -104,6 +125,9 @@ def source_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
         "testsuite": split_list(paragraph.get("Testsuite", "")),
         "testsuite_triggers": split_list(paragraph.get("Testsuite-Triggers", "")),
         "build_depends": paragraph.get("Build-Depends", ""),
+        # Where the .dsc and its tarballs are, relative to the mirror root: what an executor downloads.
+        "directory": paragraph.get("Directory", ""),
+        "files": checksum_files(paragraph.get("Checksums-Sha256", ""), where),
     }
     relations: tuple[RelationRow, ...] = ()
     if paragraph.get("Extra-Source-Only") == "yes":
@@ -127,7 +151,7 @@ def binary_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
     architecture = paragraph.get("Architecture", "")
     # "Source: glibc (2.36-9)" when the source version differs (binNMUs); absent when the names are equal.
     source, _, source_version = paragraph.get("Source", name).partition(" ")
-    data = {
+    data: dict[str, Any] = {
         "name": name,
         "version": version,
         "architecture": architecture,
@@ -136,6 +160,9 @@ def binary_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
         "depends": paragraph.get("Depends", ""),
         "pre_depends": paragraph.get("Pre-Depends", ""),
         "provides": paragraph.get("Provides", ""),
+        "filename": paragraph.get("Filename", ""),
+        "sha256": paragraph.get("SHA256", ""),
+        "size": _size(paragraph, where),
     }
     relations = tuple(
         (str(kind), target, name, source, architecture)
