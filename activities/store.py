@@ -288,6 +288,16 @@ class ArtifactStore:
             )
             return [StoredArtifact(i, c, d, k) for i, c, d, k in rows]
 
+    def artifacts(self, artifact_ids: Iterable[int]) -> dict[int, StoredArtifact]:
+        """The artifacts with these ids that exist (one query)."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Artifact.id, Artifact.category, Artifact.data, Artifact.idempotency_key).where(
+                    Artifact.id.in_(list(artifact_ids))
+                )
+            )
+            return {i: StoredArtifact(i, c, d, k) for i, c, d, k in rows}
+
     def discard_unreferenced(self, sha256s: Iterable[str]) -> None:
         """Remove blobs this process just wrote and no committed `file` row names."""
         candidates = set(sha256s)

@@ -56,8 +56,10 @@ def import_suite(
     sources: Path,
     packages: Sequence[Path],
     release: Path | None = None,
+    mirror: str | None = None,
 ) -> ImportStats:
-    """Bring suite `name` to the content of the indices, writing only the items that changed."""
+    """Bring suite `name` to the content of the indices, writing only the items that changed; `mirror`
+    (where real campaign runs fetch the suite's files) is kept from the last import that named one."""
     started = time.monotonic()
     indices = read_indices(sources, packages)
     if release is not None:
@@ -68,12 +70,13 @@ def import_suite(
         collection_id = _suite_for_import(session, name)
         removed = _remove_vanished(session, collection_id, rows)
         inserted = _insert_new(session, collection_id, indices)
+        fields = {"state": state} | ({"mirror": mirror} if mirror else {})
         session.execute(
             text(
-                "UPDATE collection SET data = data || jsonb_build_object('state', CAST(:state AS text))"
-                " WHERE id = :id AND data->>'state' IS DISTINCT FROM :state"
+                "UPDATE collection SET data = data || CAST(:fields AS jsonb)"
+                " WHERE id = :id AND NOT data @> CAST(:fields AS jsonb)"
             ),
-            {"id": collection_id, "state": state},
+            {"id": collection_id, "fields": json.dumps(fields)},
         )
         if inserted + removed >= ANALYZE_THRESHOLD:
             session.execute(text("ANALYZE collection_item, suite_relation"))
@@ -196,6 +199,15 @@ def suite_state(*, session: Session, suite: str) -> str:
     if data is None:
         raise LookupError(f"unknown suite {suite!r}: import it first with `debflow import-suite {suite} …`")
     return str(data.get("state", ""))
+
+
+def suite_mirror(sessions: sessionmaker[Session], suite: str) -> str | None:
+    """The mirror a suite was imported with (None: unknown suite or none recorded)."""
+    with sessions() as session:
+        data = session.scalar(
+            select(Collection.data).where(Collection.category == SUITE_CATEGORY, Collection.name == suite)
+        )
+    return str(data["mirror"]) if data and data.get("mirror") else None
 
 
 def source_binaries(*, session: Session, suite: str, source: str) -> tuple[str, list[str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -13,8 +14,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
-from client.api import workflow_url
+from client.api import get_report, workflow_url
 from models.campaign import BatchProgress, CampaignInput, CampaignProgress, CampaignReport, Verdict
+from models.payloads import TaskResult
 from workflows import search_attributes as sa
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
@@ -56,6 +58,36 @@ async def start_campaign(
         priority=Priority(priority_key=priority_key, fairness_key=workflow_id),
         static_summary=f"{'SIMULATED ' if mode else ''}campaign: reverse dependencies of "
         f"{params.trigger_source} {params.trigger_version} in {params.suite}",
+    )
+
+
+class NotBuilt(ValueError):
+    """The upload run has no successful build to test its reverse dependencies with."""
+
+
+async def campaign_for_upload(
+    client: Client, upload_workflow_id: str, *, suite: str | None = None, **options: Any
+) -> CampaignInput:
+    """A real campaign for the binaries an UploadPipeline run built: its reverse dependencies in `suite`
+    (default: the upload's) are tested with those binaries (new) and without (reference)."""
+    report = await get_report(client, upload_workflow_id)
+    builds = [t for t in report.tasks if t.name == "build" and t.result == TaskResult.SUCCESS]
+    architectures = [t.architecture for t in builds]
+    if not builds:
+        raise NotBuilt(
+            f"upload run {upload_workflow_id} ({report.source} {report.version}) built nothing "
+            "successfully: there are no binaries to test its reverse dependencies with"
+        )
+    return CampaignInput(
+        trigger_source=report.source,
+        trigger_version=report.version,
+        suite=suite or report.suite,
+        architectures=architectures,
+        # Every artifact of the builds; the test activity installs the binary packages among them.
+        new_source_artifact_id=report.upload_artifact_id,
+        new_binary_artifact_ids=[i for t in builds for i in t.artifact_ids],
+        upload_workflow_id=upload_workflow_id,
+        **options,
     )
 
 

@@ -225,13 +225,25 @@ def watch(workflow_id: str) -> None:
 
 @app.command()
 def campaign(
-    trigger: Annotated[str, typer.Argument(help="source package whose reverse dependencies are tested")],
-    suite: Annotated[str, typer.Option(help="imported suite to plan against")] = "bookworm",
+    trigger: Annotated[
+        str | None,
+        typer.Argument(help="simulated campaigns: the source package whose reverse dependencies are tested"),
+    ] = None,
+    upload: Annotated[
+        str | None,
+        typer.Option(help="real campaigns: the UploadPipeline run whose built binaries are tested"),
+    ] = None,
+    suite: Annotated[
+        str | None, typer.Option(help="imported suite to plan against (default: the upload's, or bookworm)")
+    ] = None,
     version: Annotated[
-        str | None, typer.Option(help="version of the upload (default: suite's + '+1')")
+        str | None, typer.Option(help="version of the simulated upload (default: 0+simulated)")
     ] = None,
     binary: Annotated[list[str] | None, typer.Option("--binary", help="binaries of the upload")] = None,
-    arch: Annotated[list[str] | None, typer.Option("--arch", help="architecture (repeatable)")] = None,
+    arch: Annotated[
+        list[str] | None,
+        typer.Option("--arch", help="architecture (repeatable; default: amd64, or what the upload built)"),
+    ] = None,
     simulated: Annotated[
         bool, typer.Option(help="SIMULATED executor: invented outcomes, for load tests")
     ] = False,
@@ -241,16 +253,24 @@ def campaign(
     wait: Annotated[bool, typer.Option(help="follow it and print the report")] = False,
 ) -> None:
     """Test every reverse dependency of an upload against it and against the suite."""
+    from client.campaigns import NotBuilt, campaign_for_upload
     from models.campaign import CampaignInput, Simulation
 
     settings = Settings()
-    if not simulated:
-        raise fail("campaigns run with the simulated executor only so far: add --simulated")
-    if not SOURCE_NAME.match(trigger):
+    if simulated == (upload is not None):
+        raise fail(
+            "name the upload run whose binaries to test (--upload RUN_ID), or run a SIMULATED campaign "
+            "(TRIGGER --simulated)"
+        )
+    if simulated and trigger is None:
+        raise fail("a simulated campaign needs the TRIGGER source package")
+    if upload is not None and (trigger or version or binary):
+        raise fail("with --upload, the trigger, its version and binaries come from the upload run")
+    if trigger is not None and not SOURCE_NAME.match(trigger):
         raise fail(f"invalid source package name {trigger!r}")
     if version is not None and not VERSION.match(version):
         raise fail(f"invalid version {version!r}")
-    if not SUITE_NAME.match(suite):
+    if suite is not None and not SUITE_NAME.match(suite):
         raise fail(f"invalid suite name {suite!r}")
     for name in arch or []:
         if name not in settings.architectures:
@@ -259,15 +279,26 @@ def campaign(
     async def go() -> int:
         endpoints = resolve(settings)
         client = await connect_temporal(endpoints.temporal)
-        params = CampaignInput(
-            trigger_source=trigger,
-            trigger_version=version or "0+simulated",
-            trigger_binaries=binary or [],
-            suite=suite,
-            architectures=arch or ["amd64"],
-            batch_size=batch_size,
-            simulation=Simulation(seed=seed, duration_scale=duration_scale) if simulated else None,
-        )
+        if upload is not None:
+            try:
+                params = await campaign_for_upload(client, upload, suite=suite, batch_size=batch_size)
+            except NotBuilt as e:
+                raise fail(str(e)) from None
+            except RPCError as e:
+                raise fail(f"upload run {upload}: {e}") from None
+            if arch:
+                params.architectures = [a for a in params.architectures if a in arch]
+        else:
+            assert trigger is not None
+            params = CampaignInput(
+                trigger_source=trigger,
+                trigger_version=version or "0+simulated",
+                trigger_binaries=binary or [],
+                suite=suite or "bookworm",
+                architectures=arch or ["amd64"],
+                batch_size=batch_size,
+                simulation=Simulation(seed=seed, duration_scale=duration_scale),
+            )
         handle = await start_campaign(
             client, params, settings.task_queue, priority_key=settings.campaign_priority
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from activities.suite import import_suite, reverse_dependency_targets, source_binaries
+from activities.suite import import_suite, reverse_dependency_targets, source_binaries, suite_mirror
 from activities.suite_indices import SuiteImportError
 from client.cli import app, console, fail
 from models.db import make_engine, make_sessionmaker
@@ -31,12 +32,24 @@ def import_suite_command(
     release: Annotated[
         Path | None, typer.Option(help="InRelease or Release file to verify the indices' SHA256 against")
     ] = None,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            help="mirror root the suite's pool files are fetched from by real campaign runs "
+            "(default: kept from the last import, else DEBFLOW_MIRROR)"
+        ),
+    ] = None,
 ) -> None:
     """Load Debian indices into a suite; a re-import writes only what changed."""
+    if mirror is not None and not re.fullmatch(r"(https?|file)://\S+", mirror):
+        raise fail(f"--mirror must be an http(s):// or file:// URL, not {mirror!r}")
     engine = make_engine(_database_url())
+    sessions = make_sessionmaker(engine)
     try:
+        if mirror is None and not suite_mirror(sessions, name):
+            mirror = Settings().mirror
         stats = import_suite(
-            sessions=make_sessionmaker(engine), name=name, sources=sources, packages=packages, release=release
+            sessions=sessions, name=name, sources=sources, packages=packages, release=release, mirror=mirror
         )
     except SuiteImportError as e:
         raise fail(str(e)) from None

@@ -76,6 +76,11 @@ class CampaignInput(BaseModel):
     # A batch continues as new before its history could pass this many events (Temporal warns at 10,240).
     history_budget: int = Field(default=10_000, ge=100, le=40_000)
     simulation: Simulation | None = None
+    # Real campaigns: the upload (from its UploadPipeline run): its source package, whose tests the new
+    # side of the trigger's own target runs, and its binary artifacts, which every new side installs.
+    new_source_artifact_id: int | None = None
+    new_binary_artifact_ids: list[int] = Field(default_factory=list)
+    upload_workflow_id: str | None = None
 
 
 class PlanInput(BaseModel):
@@ -103,6 +108,9 @@ class RunInput(BaseModel):
     side: Side
     attempt: int = 1
     simulation: Simulation | None = None
+    # Real runs, new side: the upload's source package and its debian:binary-package artifacts.
+    new_source_artifact_id: int | None = None
+    new_binary_artifact_ids: list[int] = Field(default_factory=list)
 
 
 class RunOutcome(BaseModel):

@@ -100,6 +100,7 @@ class UploadReport(BaseModel):
     tasks: list[TaskReport]
     retry_rounds: int = 0
     accepting_retries_until: dt.datetime | None = None
+    upload_artifact_id: int | None = None  # the debian:source-package the run tested
 
 
 class PipelineProgress(BaseModel):

@@ -156,6 +156,13 @@ class CollectionItem(Base):
             postgresql_where=text("removed_at IS NULL"),
         ),
         Index("ix_collection_item_removed_at", "removed_at", postgresql_where=text("removed_at IS NOT NULL")),
+        # A suite's binaries by source: what a real campaign run installs (activities/archive_tests.py).
+        Index(
+            "ix_collection_item_binary_source",
+            "collection_id",
+            text("(data ->> 'source')"),
+            postgresql_where=text("removed_at IS NULL AND category = 'debian:binary'"),
+        ),
     )
 
 

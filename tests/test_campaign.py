@@ -223,7 +223,7 @@ async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
     first_batch = f"{handle.id}-amd64-batch-0000"
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{first_batch}"')]
     await replay(client, handle.id, "campaign-root")
-    await replay(client, first_batch, "campaign-batch")
+    await replay(client, first_batch, "campaign-batch-v2")
     assert len(runs) > 1  # the batch continued as new to stay within its history budget
     assert all(v.verdict is not Verdict.PASS for v in report.notable)
     assert {v.source for v in report.notable} <= {

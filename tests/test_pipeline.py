@@ -81,7 +81,7 @@ async def test_passing_example_end_to_end(
         async for w in client.list_workflows('DebflowPackage="hello-debflow" AND DebflowResult="success"')
     ]
     assert handle.id in found
-    await replay(client, handle.id, "upload-pipeline-v2-hello-debflow")
+    await replay(client, handle.id, "upload-pipeline-v3-hello-debflow")
 
 
 async def test_failing_example_is_a_result_not_a_crash(
@@ -119,7 +119,7 @@ async def test_failing_example_is_a_result_not_a_crash(
         "runs": "PASS",
         "always-fails": "FAIL",
     }
-    await replay(client, handle.id, "upload-pipeline-v2-broken-debflow")
+    await replay(client, handle.id, "upload-pipeline-v3-broken-debflow")
 
 
 async def test_architecture_without_workers_is_reported_and_dependents_skipped(

@@ -196,7 +196,7 @@ async def test_retry_failed_reruns_the_failed_test_and_reports_every_attempt(
     final = await handle.result()
     assert final.accepting_retries_until is None and final.retry_rounds == 1
     assert len({t.name: t for t in final.tasks}["autopkgtest"].attempts) == 2
-    await replay(client, handle.id, "upload-pipeline-v2-retry-failed")
+    await replay(client, handle.id, "upload-pipeline-v3-retry-failed")
 
 
 async def test_retry_failed_reruns_an_errored_build_and_what_depends_on_it(

@@ -18,8 +18,8 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import faults, history, metrics
+from activities.archive_tests import ArchiveTests, PoolCache
 from activities.campaign_tasks import CampaignTasks
-from activities.debian_tasks import DebianTasks
 from activities.environments import EnvironmentStore
 from activities.executors import Executor, HostExecutor, host_architecture
 from activities.expiry import ExpiryActivities
@@ -137,7 +137,10 @@ def build_worker(
         journal=settings.fault_journal,
     )
     expiry = ExpiryActivities(sessions=sessions, store=store, client=client)
-    tasks = DebianTasks(
+    tasks = ArchiveTests(
+        pool_cache=PoolCache(
+            settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
+        ),
         sessions=sessions,
         store=store,
         executor=make_executor(settings, store),
@@ -167,7 +170,7 @@ def build_worker(
         ],
         Kind.BUILD: [tasks.build_package],
         Kind.LINTIAN: [tasks.run_lintian],
-        Kind.TEST: [tasks.run_autopkgtest, campaigns.run_campaign_test],
+        Kind.TEST: [tasks.run_autopkgtest, tasks.run_archive_test, campaigns.run_campaign_test],
     }
     # Activities are synchronous (subprocesses, SQLAlchemy); each runs in a thread of this pool.
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=activity_slots)

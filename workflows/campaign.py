@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -41,6 +42,15 @@ class CampaignWorkflow:
     async def run(self, params: CampaignInput) -> CampaignReport:
         info = workflow.info()
         mode = "SIMULATED " if params.simulation is not None else ""
+        if params.simulation is None and not (
+            params.new_binary_artifact_ids and params.new_source_artifact_id
+        ):
+            raise ApplicationError(
+                "a campaign with a real executor needs the upload's source and binaries "
+                "(new_source_artifact_id, new_binary_artifact_ids; `debflow campaign --upload RUN_ID`)",
+                type="BadCampaign",
+                non_retryable=True,
+            )
         workflow.upsert_search_attributes(
             [
                 sa.PACKAGE.value_set(params.trigger_source),

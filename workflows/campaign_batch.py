@@ -130,7 +130,8 @@ class CampaignBatchWorkflow:
         label = f"{mode}autopkgtest {target.source} {target.version} {params.architecture} ({side}"
         label += ", re-run)" if attempt > 1 else ")"
         return workflow.start_activity(
-            "run_campaign_test",
+            # The simulated executor runs inside the worker; real runs fetch from the suite's archive.
+            "run_campaign_test" if campaign.simulation is not None else "run_archive_test",
             RunInput(
                 campaign_id=params.campaign_id,
                 target=target,
@@ -142,6 +143,8 @@ class CampaignBatchWorkflow:
                 side=side,
                 attempt=attempt,
                 simulation=campaign.simulation,
+                new_source_artifact_id=campaign.new_source_artifact_id if side is Side.NEW else None,
+                new_binary_artifact_ids=campaign.new_binary_artifact_ids if side is Side.NEW else [],
             ),
             result_type=RunOutcome,
             task_queue=self._test_queue,

@@ -194,6 +194,7 @@ class UploadPipelineWorkflow:
             tasks=tasks,
             retry_rounds=self._rounds,
             accepting_retries_until=self._open_until if not self._closing else None,
+            upload_artifact_id=params.upload_artifact_id if params else None,
         )
 
     def _finish(self) -> None:

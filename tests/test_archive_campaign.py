@@ -1,0 +1,126 @@
+"""A real campaign: an upload built by its pipeline, its reverse dependency fetched from a real local archive
+and tested with the host executor against the upload and against the suite."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import uuid
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WorkflowFailureError
+
+from activities.store import ArtifactStore
+from activities.suite import import_suite
+from client.api import submit_upload
+from client.campaigns import campaign_for_upload, start_campaign
+from models.campaign import CampaignInput, RunResult, Verdict
+from models.payloads import Check, TaskResult
+from tests.local_archive import build_local_archive, run, variant
+from tests.test_pipeline import replay
+from worker.settings import PROJECT_ROOT, Settings
+
+EXAMPLES = PROJECT_ROOT / "examples"
+PACKAGES = ("hello-debflow", "hello-debflow-doc", "greeter-debflow")
+
+
+def _installed_on_host() -> list[str]:
+    shown = subprocess.run(
+        ["dpkg-query", "--show", "--showformat", "${Package} ${db:Status-Status}\\n", *PACKAGES],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [line.split()[0] for line in shown.stdout.splitlines() if line.endswith(" installed")]
+
+
+def _hello_1_1(root: Path) -> Path:
+    """hello-debflow 1.1 greets differently and updates its own tests; greeter-debflow relays the greeting
+    verbatim and tests it, so the upload passes its own tests and regresses its reverse dependency."""
+    tree = variant(
+        EXAMPLES / "hello-debflow",
+        root / "hello-debflow",
+        version="1.1",
+        replacements={
+            "hello.c": ('puts("Hello from debflow");', 'puts("Howdy from debflow");'),
+            "debian/tests/greets": ('= "Hello from debflow"', '= "Howdy from debflow"'),
+            "debian/tests/version-flag": ("hello-debflow 1.0", "hello-debflow 1.1"),
+        },
+        changelog="Greet more casually.",
+    )
+    # The program's --version comes from hello.c's default unless the build defines it.
+    source = (tree / "hello.c").read_text().replace('#define VERSION "1.0"', '#define VERSION "1.1"')
+    (tree / "hello.c").write_text(source)
+    run(["dpkg-source", "-b", tree.name], root)
+    return root / "hello-debflow_1.1.dsc"
+
+
+async def test_real_campaign_with_the_host_executor_confirms_a_regression(
+    client: Client,
+    settings: Settings,
+    worker: None,
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    tmp_path: Path,
+) -> None:
+    suite = f"examples-{uuid.uuid4().hex[:8]}"
+    archive = await asyncio.to_thread(
+        build_local_archive,
+        tmp_path / "mirror",
+        [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow"],
+        suite=suite,
+    )
+    import_suite(
+        sessions=sessions,
+        name=suite,
+        sources=archive.sources,
+        packages=archive.packages,
+        release=archive.release,
+        mirror=archive.mirror,
+    )
+    (tmp_path / "upload").mkdir()
+    dsc = await asyncio.to_thread(_hello_1_1, tmp_path / "upload")
+    upload = await submit_upload(
+        client, settings, settings.database_url or "", dsc, checks=[Check.BUILD], again=True
+    )
+    assert (await upload.result()).result == TaskResult.SUCCESS
+
+    params = await campaign_for_upload(client, upload.id, suite=suite)
+    assert params.trigger_source == "hello-debflow" and params.trigger_version == "1.1"
+    campaign = await start_campaign(client, params, settings.task_queue)
+    report = await asyncio.wait_for(campaign.result(), timeout=600)
+
+    assert not report.simulated
+    # hello-debflow itself: its updated tests pass with 1.1 and its old ones with 1.0.
+    assert report.counts == {Verdict.REGRESSION: 1, Verdict.PASS: 1}, report.notable
+    (greeter,) = report.notable
+    assert greeter.source == "greeter-debflow" and greeter.verdict is Verdict.REGRESSION
+    assert greeter.attempts == 2  # confirmed by a re-run of the new side
+    assert greeter.new is RunResult.FAIL and greeter.reference is RunResult.PASS
+    assert greeter.regressed_tests == ["relays-greeting"]
+    assert greeter.new_log_artifact_id and greeter.reference_log_artifact_id
+    logs = store.files_of([greeter.new_log_artifact_id, greeter.reference_log_artifact_id])
+    new_log = logs[greeter.new_log_artifact_id]["log"].read_text()
+    reference_log = logs[greeter.reference_log_artifact_id]["log"].read_text()
+    # The new side ran with the upload's binaries, the reference side with the suite's.
+    assert "Howdy from debflow" in new_log
+    assert "Howdy" not in reference_log and "Hello from debflow" in reference_log
+    artifact = store.artifacts([greeter.new_log_artifact_id])[greeter.new_log_artifact_id]
+    assert artifact.data["virt_server"] == "host:null" and artifact.data["exit_code"] == 4
+    assert _installed_on_host() == [], "the host executor must remove what the tests installed"
+    await replay(client, campaign.id, "campaign-root-real")
+    await replay(client, f"{campaign.id}-amd64-batch-0000", "campaign-batch-real")
+
+
+async def test_real_campaign_without_the_upload_binaries_is_refused(
+    client: Client, settings: Settings, worker: None
+) -> None:
+    params = CampaignInput(trigger_source="hello-debflow", trigger_version="1.1", suite="bookworm")
+    handle = await start_campaign(client, params, settings.task_queue)
+    try:
+        await handle.result()
+    except WorkflowFailureError as e:
+        assert "needs the upload's source and binaries" in str(e.cause)
+    else:
+        raise AssertionError("a real campaign without binaries ran")
