@@ -34,11 +34,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import faults
-from activities.debian_tasks import MAX_OUTPUT_FILE, DebianTasks
+from activities.debian_tasks import DebianTasks, autopkgtest_outputs
 from activities.dsc import ARCHIVE, check_source_archive
 from activities.errors import translate_errors
 from activities.history import WORKER_IDENTITY
-from activities.parsing import parse_autopkgtest_summary
 from activities.store import NewArtifact, StoredArtifact
 from models.artifacts import AutopkgtestData
 from models.campaign import RunInput, RunOutcome, RunResult, Side
@@ -324,16 +323,7 @@ class ArchiveTests(DebianTasks):
                 f"autopkgtest testbed failure (exit {outcome.returncode}), not a verdict: {tail}",
                 type="AutopkgtestInfrastructureError",
             )
-        tests = parse_autopkgtest_summary(
-            summary_file.read_text(errors="replace") if summary_file.exists() else ""
-        )
-        stored_files = {"log": log}
-        if summary_file.exists():
-            stored_files["summary"] = summary_file
-        if output_dir.is_dir():
-            for path in sorted(output_dir.rglob("*")):
-                if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_OUTPUT_FILE:
-                    stored_files[f"output/{path.relative_to(output_dir)}"] = path
+        tests, stored_files = autopkgtest_outputs(log, summary_file, output_dir)
         duration = time.monotonic() - clock
         target = params.target
         data = AutopkgtestData(

@@ -33,6 +33,7 @@ from activities.resume import autopkgtest_result_from, build_result_from, lintia
 from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
 from models.artifacts import (
     AutopkgtestData,
+    AutopkgtestTestResult,
     LintianData,
     PackageBuildLogData,
     SourcePackageData,
@@ -51,6 +52,22 @@ from models.tables import Artifact, RelationType
 
 MAX_OUTPUT_FILE = 64 * 1024 * 1024
 R = TypeVar("R")
+
+
+def autopkgtest_outputs(
+    log: Path, summary: Path, output_dir: Path
+) -> tuple[dict[str, AutopkgtestTestResult], dict[str, Path]]:
+    """The per-test results of an autopkgtest run and the files to store: log, summary and its output
+    directory (files up to MAX_OUTPUT_FILE, no symlinks)."""
+    tests = parse_autopkgtest_summary(summary.read_text(errors="replace") if summary.exists() else "")
+    files = {"log": log}
+    if summary.exists():
+        files["summary"] = summary
+    if output_dir.is_dir():
+        for path in sorted(output_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_OUTPUT_FILE:
+                files[f"output/{path.relative_to(output_dir)}"] = path
+    return tests, files
 
 
 def _no_epoch(version: str) -> str:
@@ -356,16 +373,7 @@ class DebianTasks:
                 f"autopkgtest testbed failure (exit {outcome.returncode}): {tail}",
                 type="AutopkgtestInfrastructureError",
             )
-        tests = parse_autopkgtest_summary(
-            summary_file.read_text(errors="replace") if summary_file.exists() else ""
-        )
-        files = {"log": log}
-        if summary_file.exists():
-            files["summary"] = summary_file
-        if output_dir.is_dir():
-            for path in sorted(output_dir.rglob("*")):
-                if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_OUTPUT_FILE:
-                    files[f"output/{path.relative_to(output_dir)}"] = path
+        tests, files = autopkgtest_outputs(log, summary_file, output_dir)
         duration = time.monotonic() - clock
         data = AutopkgtestData(
             source=params.source,

@@ -170,7 +170,7 @@ class HostExecutor:
                         raise Cancelled("cancelled while waiting for the host's dpkg lock") from None
                     hooks.tick(time.monotonic() - started)
                     time.sleep(1)
-            preinstalled = _installed(names)
+            preinstalled = installed_packages(names)
             try:
                 return run_tool(
                     [
@@ -193,7 +193,7 @@ class HostExecutor:
                 )
             finally:
                 # The null testbed leaves the tested packages installed on the host: remove them.
-                leftover = sorted(set(_installed(names)) - set(preinstalled))
+                leftover = sorted(set(installed_packages(names)) - set(preinstalled))
                 if leftover:
                     subprocess.run(["dpkg", "--purge", *leftover], capture_output=True, check=False)
 
@@ -235,7 +235,7 @@ def _deb_package(deb: Path) -> str:
     ).stdout.strip()
 
 
-def _installed(names: list[str]) -> list[str]:
+def installed_packages(names: list[str]) -> list[str]:
     """Which of `names` dpkg has installed right now."""
     if not names:
         return []

@@ -4,13 +4,13 @@ and tested with the host executor against the upload and against the suite."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.executors import installed_packages
 from activities.store import ArtifactStore
 from activities.suite import import_suite
 from client.api import submit_upload
@@ -23,16 +23,6 @@ from worker.settings import PROJECT_ROOT, Settings
 
 EXAMPLES = PROJECT_ROOT / "examples"
 PACKAGES = ("hello-debflow", "hello-debflow-doc", "greeter-debflow")
-
-
-def _installed_on_host() -> list[str]:
-    shown = subprocess.run(
-        ["dpkg-query", "--show", "--showformat", "${Package} ${db:Status-Status}\\n", *PACKAGES],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return [line.split()[0] for line in shown.stdout.splitlines() if line.endswith(" installed")]
 
 
 def _hello_1_1(root: Path) -> Path:
@@ -108,7 +98,7 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     assert "Howdy" not in reference_log and "Hello from debflow" in reference_log
     artifact = store.artifacts([greeter.new_log_artifact_id])[greeter.new_log_artifact_id]
     assert artifact.data["virt_server"] == "host:null" and artifact.data["exit_code"] == 4
-    assert _installed_on_host() == [], "the host executor must remove what the tests installed"
+    assert installed_packages(list(PACKAGES)) == [], "the host executor must remove what the tests installed"
     await replay(client, campaign.id, "campaign-root-real")
     await replay(client, f"{campaign.id}-amd64-batch-0000", "campaign-batch-real")
 
