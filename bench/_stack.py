@@ -17,13 +17,17 @@ from worker.settings import PROJECT_ROOT, Settings
 
 
 @asynccontextmanager
-async def private_stack(workers: int = 1, max_concurrent_activities: int = 16) -> AsyncIterator[DevStack]:
+async def private_stack(
+    workers: int = 1, max_concurrent_activities: int = 16, test_slots: int | None = None
+) -> AsyncIterator[DevStack]:
     """temporal-dev.yaml's server settings on free ports, state in a temporary directory."""
     state = world_readable_tempdir("debflow-bench-")
     config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
     config |= {"port": free_port(), "ui_port": free_port()}
     (state / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
     os.environ["DEBFLOW_MAX_CONCURRENT_ACTIVITIES"] = str(max_concurrent_activities)
+    if test_slots is not None:
+        os.environ["DEBFLOW_TEST_SLOTS"] = str(test_slots)
     settings = Settings(
         state_dir=state,
         temporal_dev_config=state / "temporal-dev.yaml",
@@ -39,6 +43,12 @@ async def private_stack(workers: int = 1, max_concurrent_activities: int = 16) -
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:

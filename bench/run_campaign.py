@@ -24,7 +24,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _database import BOOKWORM as DATA
-from _stack import peak_rss_mb, private_stack
+from _stack import cpu_seconds, peak_rss_mb, private_stack
 
 from activities.suite import import_suite
 from client.campaigns import start_campaign
@@ -80,6 +80,9 @@ class RawNoopRoot:
         return total
 
 
+ACTIVITY_SLOTS = 64
+
+
 async def raw_baseline(
     client: Client, tasks: int, batch: int, in_flight: int, batches_in_flight: int
 ) -> float:
@@ -91,7 +94,7 @@ async def raw_baseline(
         workflows=[RawNoopRoot, RawNoopBatch],
         activities=[noop],
         workflow_runner=UnsandboxedWorkflowRunner(),
-        max_concurrent_activities=64,
+        max_concurrent_activities=ACTIVITY_SLOTS,
     ):
         started = time.monotonic()
         done = await client.execute_workflow(
@@ -112,7 +115,8 @@ async def main() -> None:
     parser.add_argument("--trigger", default="glibc")
     args = parser.parse_args()
 
-    async with private_stack(workers=args.workers) as stack:
+    # The campaign's test queue gets the same slots as the raw baseline's worker.
+    async with private_stack(workers=args.workers, test_slots=ACTIVITY_SLOTS) as stack:
         engine = make_engine(stack.database_url)
         started = time.monotonic()
         import_suite(
@@ -133,10 +137,17 @@ async def main() -> None:
             simulation=Simulation(seed=1, duration_scale=0.0),
             target_limit=args.limit,
         )
+        assert stack.temporal is not None
+        server, workers = stack.temporal.pid, [p.pid for p in stack.worker_processes]
+        cpu_before = (cpu_seconds(server), sum(cpu_seconds(w) for w in workers))
         started = time.monotonic()
         handle = await start_campaign(client, params, stack.settings.task_queue)
         report = await handle.result()
         campaign_s = time.monotonic() - started
+        campaign_cpu = (
+            cpu_seconds(server) - cpu_before[0],
+            sum(cpu_seconds(w) for w in workers) - cpu_before[1],
+        )
         rss = max(peak_rss_mb(p.pid) for p in stack.worker_processes)
         tasks = report.tests_run
         print(
@@ -144,10 +155,21 @@ async def main() -> None:
             f"in {campaign_s:.1f} s "
             f"({tasks / campaign_s:.0f}/s), {report.batches} batches, verdicts {report.counts}"
         )
+        # The raw baseline's worker is this process: its CPU time is the baseline's worker CPU.
+        cpu_before = (cpu_seconds(server), cpu_seconds(os.getpid()))
         raw_s = await raw_baseline(
             client, tasks, 2 * params.batch_size, params.tests_in_flight, params.batches_in_flight
         )
+        raw_cpu = (cpu_seconds(server) - cpu_before[0], cpu_seconds(os.getpid()) - cpu_before[1])
         print(f"raw no-op activities: {tasks} in {raw_s:.1f} s ({tasks / raw_s:.0f}/s)")
+        per_task = {
+            name: [round(1000 * seconds / tasks, 2) for seconds in cpu]
+            for name, cpu in (("campaign", campaign_cpu), ("raw", raw_cpu))
+        }
+        print(
+            "CPU ms per task (Temporal server, worker): "
+            f"campaign {per_task['campaign']}, raw {per_task['raw']} on {os.cpu_count()} cores"
+        )
         print(f"largest history: {report.max_history_events} events; peak worker RSS {rss:.0f} MB")
         figures = {
             "tasks": tasks,
@@ -156,6 +178,10 @@ async def main() -> None:
             "ratio": round(raw_s / campaign_s, 3),
             "max_history_events": report.max_history_events,
             "peak_worker_rss_mb": round(rss, 1),
+            "server_cpu_ms_per_task": per_task["campaign"][0],
+            "worker_cpu_ms_per_task": per_task["campaign"][1],
+            "raw_server_cpu_ms_per_task": per_task["raw"][0],
+            "raw_worker_cpu_ms_per_task": per_task["raw"][1],
         }
         print(json.dumps(figures))
 
