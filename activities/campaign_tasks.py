@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import Text
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import faults, simulated
@@ -29,8 +31,10 @@ from models.campaign import (
     ClaimReferencesResult,
     PlanInput,
     RecordRunsInput,
+    RunContext,
     RunInput,
     RunOutcome,
+    RunRequest,
     RunResult,
     StoreReferencesInput,
 )
@@ -92,11 +96,27 @@ class CampaignTasks:
         store: ArtifactStore,
         scratch_dir: Path,
         expiration_days: int,
+        client: Client | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.scratch_dir = scratch_dir
         self.expiration_days = expiration_days
+        self.client = client  # for the batches' run_context query
+        self._contexts: OrderedDict[str, RunContext] = OrderedDict()
+
+    async def _context(self, batch_id: str) -> RunContext:
+        """The context of a batch's runs, asked of the batch once per worker (a few hundred kept)."""
+        context = self._contexts.get(batch_id)
+        if context is None:
+            if self.client is None:
+                raise ApplicationError("this worker has no Temporal client to ask the batch for its context")
+            handle = self.client.get_workflow_handle(batch_id)
+            context = await handle.query("run_context", result_type=RunContext)
+            self._contexts[batch_id] = context
+            while len(self._contexts) > 256:
+                self._contexts.popitem(last=False)
+        return context
 
     @activity.defn(name="plan_campaign")
     def plan_campaign(self, params: PlanInput) -> CampaignPlan:
@@ -220,12 +240,13 @@ class CampaignTasks:
             return int(written.rowcount)  # type: ignore[attr-defined]
 
     @activity.defn(name="run_campaign_test")
-    async def run_campaign_test(self, params: RunInput) -> RunOutcome:
-        """One simulated run; async because most runs are instant and a thread hop would dominate."""
+    async def run_campaign_test(self, request: RunRequest) -> RunOutcome:
+        """One simulated run; async because most runs are instant and a thread hop would dominate.
+        (Real runs: activities/archive_tests.py.)"""
+        params = RunInput.of(request, await self._context(activity.info().workflow_id or ""))
         if params.simulation is None:
             raise ApplicationError(
-                "campaign tests with a real executor need the test sources from the archive, which "
-                "debflow does not fetch yet: start the campaign with --simulated",
+                "run_campaign_test runs the simulated executor only; real runs are run_archive_test",
                 type="NotSupported",
                 non_retryable=True,
             )

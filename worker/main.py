@@ -156,6 +156,7 @@ def build_worker(
         min_samples=settings.timeout_history_min_samples,
     )
     campaigns = CampaignTasks(
+        client=client,
         sessions=sessions,
         store=store,
         scratch_dir=settings.scratch_dir,

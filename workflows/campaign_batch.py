@@ -17,9 +17,11 @@ with workflow.unsafe.imports_passed_through():
         ClaimReferencesResult,
         RecordRunsInput,
         ReferenceKey,
+        RunContext,
         RunInput,
         RunOutcome,
         RunRecord,
+        RunRequest,
         Side,
         StoreReferencesInput,
         TargetVerdict,
@@ -49,14 +51,33 @@ class CampaignBatchWorkflow:
     def __init__(self) -> None:
         self._progress = BatchProgress(targets=0, done_targets=0, counts={})
         self._test_queue: str | None = None
+        self._context: RunContext | None = None
 
     @workflow.query
     def progress(self) -> BatchProgress:
         return self._progress
 
+    @workflow.query
+    def run_context(self) -> RunContext:
+        """What the batch's test runs share; simulated runs' activities ask for it (models.campaign)."""
+        if self._context is None:
+            raise RuntimeError("the batch has not started yet")
+        return self._context
+
     @workflow.run
     async def run(self, params: BatchInput) -> BatchResult:
         done, remaining = params.done, list(params.targets)
+        campaign = params.campaign
+        self._context = RunContext(
+            trigger_source=campaign.trigger_source,
+            trigger_version=campaign.trigger_version,
+            suite=campaign.suite,
+            suite_state=params.suite_state,
+            architecture=params.architecture,
+            simulation=campaign.simulation,
+            new_source_artifact_id=campaign.new_source_artifact_id,
+            new_binary_artifact_ids=campaign.new_binary_artifact_ids,
+        )
         # Runs recorded before worker pools scheduled tests on the batch's own queue.
         if workflow.patched(QUEUES_PATCH):
             self._test_queue = queues.test_queue(workflow.info().task_queue, params.architecture)
@@ -125,27 +146,26 @@ class CampaignBatchWorkflow:
     def _test(
         self, params: BatchInput, target: CampaignTarget, side: Side, attempt: int = 1
     ) -> asyncio.Future[RunOutcome]:
-        campaign = params.campaign
-        mode = "simulated " if campaign.simulation is not None else ""
-        label = f"{mode}autopkgtest {target.source} {target.version} {params.architecture} ({side}"
+        campaign, context = params.campaign, self._context
+        assert context is not None
+        label = f"autopkgtest {target.source} {target.version} {params.architecture} ({side}"
         label += ", re-run)" if attempt > 1 else ")"
+        request = RunRequest(
+            target=CampaignTarget(source=target.source, version=target.version), side=side, attempt=attempt
+        )
+        arg: RunRequest | RunInput
+        if campaign.simulation is not None:
+            # Simulated runs are instant: their input stays small, the activity asks for the context.
+            activity, arg, label = "run_campaign_test", request, f"simulated {label}"
+        else:
+            # Real runs take minutes: they carry their context, and need no query to start.
+            arg = RunInput.of(request, context)
+            if side is not Side.NEW:  # the reference side installs nothing of the upload
+                arg = arg.model_copy(update={"new_source_artifact_id": None, "new_binary_artifact_ids": []})
+            activity = "run_archive_test"
         return workflow.start_activity(
-            # The simulated executor runs inside the worker; real runs fetch from the suite's archive.
-            "run_campaign_test" if campaign.simulation is not None else "run_archive_test",
-            RunInput(
-                campaign_id=params.campaign_id,
-                target=target,
-                trigger_source=campaign.trigger_source,
-                trigger_version=campaign.trigger_version,
-                suite=campaign.suite,
-                suite_state=params.suite_state,
-                architecture=params.architecture,
-                side=side,
-                attempt=attempt,
-                simulation=campaign.simulation,
-                new_source_artifact_id=campaign.new_source_artifact_id if side is Side.NEW else None,
-                new_binary_artifact_ids=campaign.new_binary_artifact_ids if side is Side.NEW else [],
-            ),
+            activity,
+            arg,
             result_type=RunOutcome,
             task_queue=self._test_queue,
             start_to_close_timeout=timedelta(seconds=campaign.test_timeout_s),
