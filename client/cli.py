@@ -250,6 +250,9 @@ def campaign(
     seed: Annotated[int, typer.Option(help="seed of the simulated executor")] = 0,
     duration_scale: Annotated[float, typer.Option(help="simulated test durations (0: instant)")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="targets per batch workflow (at most 500)")] = 500,
+    limit: Annotated[
+        int | None, typer.Option(help="test only the first N targets of each architecture", min=1)
+    ] = None,
     wait: Annotated[bool, typer.Option(help="follow it and print the report")] = False,
 ) -> None:
     """Test every reverse dependency of an upload against it and against the suite."""
@@ -281,7 +284,9 @@ def campaign(
         client = await connect_temporal(endpoints.temporal)
         if upload is not None:
             try:
-                params = await campaign_for_upload(client, upload, suite=suite, batch_size=batch_size)
+                params = await campaign_for_upload(
+                    client, upload, suite=suite, batch_size=batch_size, target_limit=limit
+                )
             except NotBuilt as e:
                 raise fail(str(e)) from None
             except RPCError as e:
@@ -297,6 +302,7 @@ def campaign(
                 suite=suite or "bookworm",
                 architectures=arch or ["amd64"],
                 batch_size=batch_size,
+                target_limit=limit,
                 simulation=Simulation(seed=seed, duration_scale=duration_scale),
             )
         handle = await start_campaign(
