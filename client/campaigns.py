@@ -108,7 +108,8 @@ class Estimator:
         now = time.monotonic()
         left = (now - self.started) * (1 - fraction) / fraction
         for mark in self.MARKS:
-            if fraction >= mark and mark not in self.predictions:
+            # A mark passed at the very end (a campaign of one or two targets) estimated nothing.
+            if mark <= fraction < 1 and mark not in self.predictions:
                 self.predictions[mark] = (now, now + left)
         return left
 

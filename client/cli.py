@@ -251,7 +251,10 @@ def campaign(
     duration_scale: Annotated[float, typer.Option(help="simulated test durations (0: instant)")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="targets per batch workflow (at most 500)")] = 500,
     limit: Annotated[
-        int | None, typer.Option(help="test only the first N targets of each architecture", min=1)
+        int | None,
+        typer.Option(
+            help="test only N targets per architecture: the trigger's own, then the first others", min=1
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option(help="follow it and print the report")] = False,
 ) -> None:

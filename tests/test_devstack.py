@@ -78,3 +78,23 @@ async def _status(stack: DevStack, workflow_id: str) -> WorkflowExecutionStatus 
     found = [w.id async for w in client.list_workflows('DebflowPackage="parked"')]
     assert found == [workflow_id]
     return (await client.get_workflow_handle(workflow_id).describe()).status
+
+
+async def test_search_attributes_missing_from_an_older_database_are_added(settings: Settings) -> None:
+    """A dev server whose database predates some search attributes gets them when `debflow dev` starts."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from worker.temporal_dev import temporal_binary
+
+    older = [k for k in sa.ALL if k is not sa.REGRESSIONS]  # as a database made before campaigns
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), search_attributes=older
+    )
+    try:
+        stack = DevStack(settings)
+        stack.temporal_address = env.client.service_client.config.target_host
+        stack.namespace = env.client.namespace
+        assert await stack._ensure_search_attributes() == [sa.REGRESSIONS.name]
+        assert await stack._ensure_search_attributes() == []  # nothing left to add
+    finally:
+        await env.shutdown()

@@ -104,3 +104,5 @@ def test_time_left_is_weighted_by_expected_durations() -> None:
     assert left is not None and 9 < left < 11
     assert set(estimator.predictions) == {0.25, 0.5}
     assert len(estimator.errors()) == 2
+    estimator.update(1.0)  # done in one jump past 75 %: no estimate was made there
+    assert set(estimator.predictions) == {0.25, 0.5}

@@ -84,6 +84,9 @@ class DevStack:
         self.temporal_address, self.namespace = config.address, config.namespace
         self.ui_url = config.ui_url()
         asyncio.run(self._wait_for_temporal(logs / "temporal.log"))
+        added = asyncio.run(self._ensure_search_attributes())
+        if added:
+            self.say(f"Temporal     search attributes added to the existing database: {', '.join(added)}")
         self.say(f"Temporal     {self.temporal_address} (embedded dev server, db {state / config.db_file})")
         self.say(f"Temporal UI  {self.ui_url}")
 
@@ -101,6 +104,29 @@ class DevStack:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.3)
+
+    async def _ensure_search_attributes(self) -> list[str]:
+        """The dev server registers its search attributes only when it creates its database: a state
+        directory from an older debflow lacks the ones added since. Returns the names it added."""
+        from temporalio.api.enums.v1 import IndexedValueType
+        from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+        from workflows import search_attributes as sa
+
+        client = await connect_temporal({"target_host": self.temporal_address, "namespace": self.namespace})
+        known = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=self.namespace)
+        )
+        missing = {
+            k.name: IndexedValueType.ValueType(int(k.indexed_value_type))
+            for k in sa.ALL
+            if k.name not in known.custom_attributes
+        }
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=self.namespace, search_attributes=missing)
+            )
+        return sorted(missing)
 
     async def _ensure_schedules(self) -> None:
         from worker.expiry_schedule import EXPIRY_SCHEDULE_ID, ensure_expiry_schedule

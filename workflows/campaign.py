@@ -79,7 +79,13 @@ class CampaignWorkflow:
                 retry_policy=DB_RETRY,
                 summary=f"plan {params.trigger_source} in {params.suite} {arch}",
             )
-            planned = plan.targets[: params.target_limit] if params.target_limit else plan.targets
+            planned = plan.targets
+            if params.target_limit:
+                # The trigger's own tests first: a quick campaign should include them.
+                own = [t for t in planned if t.source == params.trigger_source]
+                planned = (own + [t for t in planned if t.source != params.trigger_source])[
+                    : params.target_limit
+                ]
             planned = longest_first(planned)
             targets += len(planned)
             batches += [
