@@ -15,35 +15,14 @@ from activities.store import ArtifactStore
 from activities.suite import import_suite
 from client.api import submit_upload
 from client.campaigns import campaign_for_upload, start_campaign
+from client.local_archive import build_local_archive, hello_with_a_new_greeting
 from models.campaign import CampaignInput, RunResult, Verdict
 from models.payloads import Check, TaskResult
-from tests.local_archive import build_local_archive, run, variant
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
 
 EXAMPLES = PROJECT_ROOT / "examples"
 PACKAGES = ("hello-debflow", "hello-debflow-doc", "greeter-debflow")
-
-
-def _hello_1_1(root: Path) -> Path:
-    """hello-debflow 1.1 greets differently and updates its own tests; greeter-debflow relays the greeting
-    verbatim and tests it, so the upload passes its own tests and regresses its reverse dependency."""
-    tree = variant(
-        EXAMPLES / "hello-debflow",
-        root / "hello-debflow",
-        version="1.1",
-        replacements={
-            "hello.c": ('puts("Hello from debflow");', 'puts("Howdy from debflow");'),
-            "debian/tests/greets": ('= "Hello from debflow"', '= "Howdy from debflow"'),
-            "debian/tests/version-flag": ("hello-debflow 1.0", "hello-debflow 1.1"),
-        },
-        changelog="Greet more casually.",
-    )
-    # The program's --version comes from hello.c's default unless the build defines it.
-    source = (tree / "hello.c").read_text().replace('#define VERSION "1.0"', '#define VERSION "1.1"')
-    (tree / "hello.c").write_text(source)
-    run(["dpkg-source", "-b", tree.name], root)
-    return root / "hello-debflow_1.1.dsc"
 
 
 async def test_real_campaign_with_the_host_executor_confirms_a_regression(
@@ -70,7 +49,7 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
         mirror=archive.mirror,
     )
     (tmp_path / "upload").mkdir()
-    dsc = await asyncio.to_thread(_hello_1_1, tmp_path / "upload")
+    dsc = await asyncio.to_thread(hello_with_a_new_greeting, tmp_path / "upload")
     upload = await submit_upload(
         client, settings, settings.database_url or "", dsc, checks=[Check.BUILD], again=True
     )

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.suite import import_suite, reverse_dependency_targets, source_binaries
 from activities.suite_indices import read_indices, verify_release
+from client.local_archive import build_local_archive, variant
 from models.suite import BINARY_ITEM, SOURCE_ITEM
-from tests.local_archive import build_local_archive, variant
 from worker.settings import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "examples"

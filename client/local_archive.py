@@ -1,4 +1,5 @@
-"""A real, small Debian archive (pool, Sources, Packages, Release) built from example source trees."""
+"""A real, small Debian archive (pool, Sources, Packages, Release) built from source trees: the demo's
+suite and the tests' (`debflow import-suite` reads it through a file:// mirror)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+
+from worker.settings import PROJECT_ROOT
 
 # noautodbgsym: -dbgsym packages belong to Debian's separate debug archive, not to the suite.
 BUILD_ENV = {"LC_ALL": "C.UTF-8", "DEB_BUILD_OPTIONS": "parallel=2 noautodbgsym"}
@@ -129,3 +132,25 @@ def variant(
     )
     (dest / "debian" / "changelog").write_text(entry + entries)
     return dest
+
+
+def hello_with_a_new_greeting(root: Path) -> Path:
+    """The .dsc of hello-debflow 1.1, made in `root`. It greets differently and updates its own tests;
+    greeter-debflow relays the greeting verbatim and tests it, so this upload passes its own tests and
+    regresses its reverse dependency."""
+    tree = variant(
+        PROJECT_ROOT / "examples" / "hello-debflow",
+        root / "hello-debflow",
+        version="1.1",
+        replacements={
+            "hello.c": ('puts("Hello from debflow");', 'puts("Howdy from debflow");'),
+            "debian/tests/greets": ('= "Hello from debflow"', '= "Howdy from debflow"'),
+            "debian/tests/version-flag": ("hello-debflow 1.0", "hello-debflow 1.1"),
+        },
+        changelog="Greet more casually.",
+    )
+    # The program's --version comes from hello.c's default unless the build defines it.
+    source = (tree / "hello.c").read_text().replace('#define VERSION "1.0"', '#define VERSION "1.1"')
+    (tree / "hello.c").write_text(source)
+    run(["dpkg-source", "-b", tree.name], root)
+    return root / "hello-debflow_1.1.dsc"
