@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,9 +355,6 @@ class ArchiveTests(DebianTasks):
             started_at=started,
             worker=WORKER_IDENTITY,
         )
-
-    def archive_activities(self) -> list[Callable[..., Any]]:
-        return [self.run_archive_test]
 
 
 def outcome_from(stored: list[StoredArtifact]) -> RunOutcome | None:

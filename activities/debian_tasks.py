@@ -407,6 +407,3 @@ class DebianTasks:
             summary=f"{passed}/{len(tests)} tests passed (exit {outcome.returncode})",
             tries=activity.info().attempt,
         )
-
-    def all(self) -> list[Callable[..., Any]]:
-        return [self.describe_upload, self.build_package, self.run_lintian, self.run_autopkgtest]

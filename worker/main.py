@@ -51,10 +51,6 @@ class DebflowWorker:
     pool: concurrent.futures.ThreadPoolExecutor
     engine: Engine
 
-    @property
-    def queues(self) -> list[str]:
-        return [w.task_queue for w in self.workers.values()]
-
     async def run(self) -> None:
         await asyncio.gather(*(w.run() for w in self.workers.values()))
 
