@@ -34,7 +34,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import faults
-from activities.debian_tasks import DebianTasks, autopkgtest_outputs
+from activities.debian_tasks import DebianTasks
 from activities.dsc import ARCHIVE, check_source_archive
 from activities.errors import translate_errors
 from activities.history import WORKER_IDENTITY
@@ -304,26 +304,16 @@ class ArchiveTests(DebianTasks):
             debs += self._upload_binaries(params, work / "upload")
         else:
             debs = [self.pool_cache.fetch(mirror, f, fetched) for f in (*files.own, *files.trigger)]
-        output_dir, summary_file, log = work / "out", work / "summary", work / "autopkgtest.log"
-        outcome = self.executor.autopkgtest(
+        outcome, tests, stored_files = self._run_tests(
             dsc,
             debs,
             suite=params.suite,
             architecture=params.architecture,
-            workdir=work,
-            output_dir=output_dir,
-            summary=summary_file,
-            log=log,
-            hooks=self._hooks(f"autopkgtest {params.side}"),
+            work=work,
+            stage=f"autopkgtest {params.side}",
         )
         result = run_result(outcome.returncode)
-        if result is None:
-            tail = log.read_text(errors="replace")[-800:]
-            raise ApplicationError(
-                f"autopkgtest testbed failure (exit {outcome.returncode}), not a verdict: {tail}",
-                type="AutopkgtestInfrastructureError",
-            )
-        tests, stored_files = autopkgtest_outputs(log, summary_file, output_dir)
+        assert result is not None  # infrastructure exit codes raised in _run_tests
         duration = time.monotonic() - clock
         target = params.target
         data = AutopkgtestData(

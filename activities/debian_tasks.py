@@ -49,6 +49,7 @@ from models.payloads import (
     UploadDescription,
 )
 from models.tables import Artifact, RelationType
+from models.verdicts import INFRASTRUCTURE_EXIT_CODES
 
 MAX_OUTPUT_FILE = 64 * 1024 * 1024
 R = TypeVar("R")
@@ -161,6 +162,32 @@ class DebianTasks:
         activity.heartbeat({"stage": "stored", "artifact_ids": ids})
         faults.after_store(activity_type)
         return ids
+
+    def _run_tests(
+        self, dsc: Path, debs: list[Path], *, suite: str, architecture: str, work: Path, stage: str
+    ) -> tuple[ProcessOutcome, dict[str, AutopkgtestTestResult], dict[str, Path]]:
+        """autopkgtest with the executor: its outcome, per-test results and the files to store. A testbed
+        failure is not a verdict on the package: it raises, and the retry policy runs it again."""
+        output_dir, summary, log = work / "out", work / "summary", work / "autopkgtest.log"
+        outcome = self.executor.autopkgtest(
+            dsc,
+            debs,
+            suite=suite,
+            architecture=architecture,
+            workdir=work,
+            output_dir=output_dir,
+            summary=summary,
+            log=log,
+            hooks=self._hooks(stage),
+        )
+        if outcome.returncode in INFRASTRUCTURE_EXIT_CODES:
+            tail = log.read_text(errors="replace")[-800:]
+            raise ApplicationError(
+                f"autopkgtest testbed failure (exit {outcome.returncode}): {tail}",
+                type="AutopkgtestInfrastructureError",
+            )
+        tests, files = autopkgtest_outputs(log, summary, output_dir)
+        return outcome, tests, files
 
     def _source_files(self, upload_artifact_id: int, work: Path) -> Path:
         files = self.store.materialize([upload_artifact_id], work)[upload_artifact_id]
@@ -353,27 +380,10 @@ class DebianTasks:
         self, params: CheckInput, work: Path, started: dt.datetime, clock: float
     ) -> AutopkgtestResult:
         dsc, debs = self._binaries(params, work)
-        output_dir, summary_file, log = work / "out", work / "summary", work / "autopkgtest.log"
-        outcome = self.executor.autopkgtest(
-            dsc,
-            debs,
-            suite=params.suite,
-            architecture=params.architecture,
-            workdir=work,
-            output_dir=output_dir,
-            summary=summary_file,
-            log=log,
-            hooks=self._hooks("autopkgtest"),
+        outcome, tests, files = self._run_tests(
+            dsc, debs, suite=params.suite, architecture=params.architecture, work=work, stage="autopkgtest"
         )
         result = autopkgtest_result(outcome.returncode)
-        if result is TaskResult.ERROR:
-            tail = log.read_text(errors="replace")[-800:]
-            # Not a verdict on the package: let the retry policy run it again.
-            raise ApplicationError(
-                f"autopkgtest testbed failure (exit {outcome.returncode}): {tail}",
-                type="AutopkgtestInfrastructureError",
-            )
-        tests, files = autopkgtest_outputs(log, summary_file, output_dir)
         duration = time.monotonic() - clock
         data = AutopkgtestData(
             source=params.source,

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from activities.dsc import BadUpload
-from activities.executors import Hooks, InfrastructureError
-from activities.process import require_tool, run_tool
+from activities.executors import Hooks, InfrastructureError, host_lock, run_hooked
+from activities.process import require_tool
 from activities.store import ArtifactStore, NewArtifact
 from models.artifacts import SystemTarballData
 from models.tables import Artifact
@@ -110,20 +108,9 @@ class EnvironmentStore:
     def _lock(self, suite: str, architecture: str, hooks: Hooks) -> Iterator[None]:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         key = hashlib.sha256(f"{suite}/{architecture}/{self.mirror}".encode()).hexdigest()[:16]
-        with open(self.cache_dir / f"{key}.lock", "w") as lock:
-            started = time.monotonic()
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    # Another activity of this host makes the same tarball: heartbeat while waiting.
-                    hooks.tick(time.monotonic() - started)
-                    time.sleep(1)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        # Another activity of this host may be making the same tarball: wait for it, heartbeating.
+        with host_lock(self.cache_dir / f"{key}.lock", hooks, f"the {suite}/{architecture} environment"):
+            yield
 
     def _create(self, suite: str, architecture: str, hooks: Hooks) -> int:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +146,7 @@ def make_tarball(suite: str, architecture: str, mirror: str, output: Path, hooks
     require_tool("mmdebstrap", "mmdebstrap")
     log = output.with_name(output.name + ".log")
     try:
-        outcome = run_tool(
+        outcome = run_hooked(
             [
                 "mmdebstrap",
                 f"--variant={VARIANT}",
@@ -174,9 +161,7 @@ def make_tarball(suite: str, architecture: str, mirror: str, output: Path, hooks
             cwd=output.parent,
             log=log,
             env={"LC_ALL": "C.UTF-8"},
-            tick=hooks.tick,
-            cancelled=hooks.cancelled,
-            tick_interval=hooks.interval,
+            hooks=hooks,
         )
         if outcome.returncode != 0 or not output.exists():
             tail = log.read_text(errors="replace")[-800:]

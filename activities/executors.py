@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -76,6 +77,38 @@ class Executor(Protocol):
     ) -> ProcessOutcome: ...
 
 
+@contextlib.contextmanager
+def host_lock(path: Path, hooks: Hooks, waiting_for: str) -> Iterator[None]:
+    """An exclusive lock shared by the activities of this host; waiting heartbeats and stops on cancel."""
+    with open(path, "w") as lock:
+        started = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if hooks.cancelled():
+                    raise Cancelled(f"cancelled while waiting for {waiting_for}") from None
+                hooks.tick(time.monotonic() - started)
+                time.sleep(1)
+        yield  # closing the file releases the lock
+
+
+def run_hooked(
+    argv: list[str], *, cwd: Path, log: Path, hooks: Hooks, env: dict[str, str] | None = None
+) -> ProcessOutcome:
+    """run_tool, heartbeating and cancelled through `hooks`."""
+    return run_tool(
+        argv,
+        cwd=cwd,
+        log=log,
+        env=env,
+        tick=hooks.tick,
+        cancelled=hooks.cancelled,
+        tick_interval=hooks.interval,
+    )
+
+
 def host_architecture() -> str:
     return subprocess.run(
         ["dpkg", "--print-architecture"], check=True, capture_output=True, text=True
@@ -116,25 +149,21 @@ class HostExecutor:
                 f"the host executor builds for {self.architecture} only, not {architecture}"
             )
         tree = workdir / "src"
-        outcome = run_tool(
+        outcome = run_hooked(
             ["dpkg-source", "--no-check", "-x", str(dsc), str(tree)],
             cwd=workdir,
             log=log,
-            tick=hooks.tick,
-            cancelled=hooks.cancelled,
-            tick_interval=hooks.interval,
+            hooks=hooks,
         )
         if outcome.returncode != 0:
             return BuildOutput(outcome, None)
         check_tree(tree)
-        outcome = run_tool(
+        outcome = run_hooked(
             ["dpkg-buildpackage", "-us", "-uc", "-b" if build_arch_all else "-B"],
             cwd=tree,
             log=log,
             env={"DEB_BUILD_OPTIONS": "parallel=2", "LC_ALL": "C.UTF-8"},
-            tick=hooks.tick,
-            cancelled=hooks.cancelled,
-            tick_interval=hooks.interval,
+            hooks=hooks,
         )
         changes = sorted(workdir.glob("*.changes"))
         if outcome.returncode != 0 or not changes:
@@ -159,20 +188,10 @@ class HostExecutor:
     ) -> ProcessOutcome:
         require_tool("autopkgtest", "autopkgtest")
         names = [_deb_package(deb) for deb in debs]
-        with open(self.DPKG_LOCK, "w") as lock:
-            started = time.monotonic()
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if hooks.cancelled():
-                        raise Cancelled("cancelled while waiting for the host's dpkg lock") from None
-                    hooks.tick(time.monotonic() - started)
-                    time.sleep(1)
+        with host_lock(self.DPKG_LOCK, hooks, "the host's dpkg lock"):
             preinstalled = installed_packages(names)
             try:
-                return run_tool(
+                return run_hooked(
                     [
                         "autopkgtest",
                         "--summary-file",
@@ -187,9 +206,7 @@ class HostExecutor:
                     cwd=workdir,
                     log=log,
                     env={"LC_ALL": "C.UTF-8"},
-                    tick=hooks.tick,
-                    cancelled=hooks.cancelled,
-                    tick_interval=hooks.interval,
+                    hooks=hooks,
                 )
             finally:
                 # The null testbed leaves the tested packages installed on the host: remove them.
@@ -201,7 +218,7 @@ class HostExecutor:
 def run_lintian(inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -> ProcessOutcome:
     """lintian on the host: it reads the packages and never runs their code, so both executors use it."""
     require_tool("lintian", "lintian")
-    return run_tool(
+    return run_hooked(
         [
             "lintian",
             "--display-info",
@@ -217,9 +234,7 @@ def run_lintian(inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -
         cwd=workdir,
         log=log,
         env={"LC_ALL": "C.UTF-8"},
-        tick=hooks.tick,
-        cancelled=hooks.cancelled,
-        tick_interval=hooks.interval,
+        hooks=hooks,
     )
 
 

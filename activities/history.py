@@ -92,35 +92,6 @@ def add_task_history(
     metrics.current().task_finished(task_name, result, duration_s)
 
 
-def record_task(
-    sessions: sessionmaker[Session],
-    *,
-    task_name: str,
-    subject: str,
-    context: str,
-    workflow_id: str | None,
-    started_at: dt.datetime,
-    duration_s: float,
-    result: str,
-    usage: list[ProcessOutcome],
-    data: dict[str, Any] | None = None,
-) -> None:
-    """`add_task_history` in a transaction of its own."""
-    with sessions.begin() as session:
-        add_task_history(
-            session,
-            task_name=task_name,
-            subject=subject,
-            context=context,
-            workflow_id=workflow_id,
-            started_at=started_at,
-            duration_s=duration_s,
-            result=result,
-            usage=usage,
-            data=data,
-        )
-
-
 # The same rule for every key a batch of rows touched, in one statement.
 PRUNE_KEYS = text(
     """

@@ -6,6 +6,7 @@ import re
 
 from models.artifacts import AutopkgtestTestResult, LintianTag
 from models.payloads import TaskResult
+from models.verdicts import INFRASTRUCTURE_EXIT_CODES
 
 SEVERITIES = {
     "E": "error",
@@ -68,7 +69,6 @@ def parse_autopkgtest_summary(text: str) -> dict[str, AutopkgtestTestResult]:
 
 # autopkgtest(1) EXIT STATUS: 0 all pass, 2 some skipped, 4 a test failed, 6 failed and skipped,
 # 8 no tests in this package, 12 erroneous package, 14 = 12|2, 16 testbed failure, 20 other problem.
-AUTOPKGTEST_INFRASTRUCTURE = {16, 20}
 
 
 def autopkgtest_result(exit_code: int) -> TaskResult:
@@ -77,6 +77,6 @@ def autopkgtest_result(exit_code: int) -> TaskResult:
         return TaskResult.SUCCESS
     if exit_code == 8:
         return TaskResult.SKIPPED
-    if exit_code in AUTOPKGTEST_INFRASTRUCTURE:
+    if exit_code in INFRASTRUCTURE_EXIT_CODES:
         return TaskResult.ERROR
     return TaskResult.FAILURE

@@ -14,8 +14,9 @@ from activities.executors import (
     InfrastructureError,
     UnsupportedArchitecture,
     host_architecture,
+    run_hooked,
 )
-from activities.process import ProcessOutcome, require_tool, run_tool
+from activities.process import ProcessOutcome, require_tool
 
 # sbuild's summary names the stage a build stopped at. Only the build itself and an unsatisfiable
 # build-dependency are verdicts on the package; any other stage failing is the machine's or the mirror's.
@@ -65,7 +66,7 @@ class UnshareExecutor:
         environment = self.environments.get(suite, architecture, workdir, hooks)
         out = workdir / "out"
         out.mkdir()
-        outcome = run_tool(
+        outcome = run_hooked(
             [
                 "sbuild",
                 "--chroot-mode=unshare",
@@ -85,9 +86,7 @@ class UnshareExecutor:
             cwd=out,
             log=log,
             env={"LC_ALL": "C.UTF-8", "DEB_BUILD_OPTIONS": "parallel=2"},
-            tick=hooks.tick,
-            cancelled=hooks.cancelled,
-            tick_interval=hooks.interval,
+            hooks=hooks,
         )
         changes = sorted(out.glob("*.changes"))
         if outcome.returncode == 0 and changes:
@@ -128,7 +127,7 @@ class UnshareExecutor:
         require_tool("newuidmap", "uidmap")
         self._check_architecture(architecture)
         environment = self.environments.get(suite, architecture, workdir, hooks)
-        return run_tool(
+        return run_hooked(
             [
                 "autopkgtest",
                 # mmdebstrap leaves no apt lists in the tarball: -U updates them (and upgrades) first.
@@ -151,9 +150,7 @@ class UnshareExecutor:
             cwd=workdir,
             log=log,
             env={"LC_ALL": "C.UTF-8"},
-            tick=hooks.tick,
-            cancelled=hooks.cancelled,
-            tick_interval=hooks.interval,
+            hooks=hooks,
         )
 
 

@@ -9,11 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import yaml
-
-from worker.devstack import DevStack
-from worker.postgres import free_port, world_readable_tempdir
-from worker.settings import PROJECT_ROOT, Settings
+from worker.devstack import DevStack, private_settings
+from worker.postgres import world_readable_tempdir
 
 
 @asynccontextmanager
@@ -22,20 +19,10 @@ async def private_stack(
 ) -> AsyncIterator[DevStack]:
     """temporal-dev.yaml's server settings on free ports, state in a temporary directory."""
     state = world_readable_tempdir("debflow-bench-")
-    config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
-    config |= {"port": free_port(), "ui_port": free_port()}
-    (state / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
     os.environ["DEBFLOW_MAX_CONCURRENT_ACTIVITIES"] = str(max_concurrent_activities)
     if test_slots is not None:
         os.environ["DEBFLOW_TEST_SLOTS"] = str(test_slots)
-    settings = Settings(
-        state_dir=state,
-        temporal_dev_config=state / "temporal-dev.yaml",
-        postgres_port=free_port(),
-        database_url=None,
-        temporal_address=None,
-        max_concurrent_activities=max_concurrent_activities,
-    )
+    settings = private_settings(state, max_concurrent_activities=max_concurrent_activities)
     stack = DevStack(settings, workers=workers, say=lambda line: print(line, flush=True))
     await asyncio.to_thread(stack.start)
     try:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from activities.db_stats import database_stats
 from activities.expiry import ExpiryActivities
 from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relation, write_resolving_once
 from models.db import make_engine, make_sessionmaker
@@ -127,16 +128,6 @@ def flush_stats(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_stat_force_next_flush()"))
         conn.commit()
-
-
-def deadlocks(engine: Engine) -> int:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
-        return int(
-            conn.execute(
-                text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
-            ).scalar_one()
-        )
 
 
 def run_expiry(url: str, store_root: str, now: dt.datetime, batch_size: int, results: Any) -> None:
@@ -262,7 +253,7 @@ def main() -> int:
             f"populated {args.expired:,} expired artifacts ({args.kept:,} kept) "
             f"in {time.perf_counter() - clock:.1f} s"
         )
-        before = deadlocks(engine)
+        before = database_stats(engine).deadlocks
         writers = Writers(url, Path(store_dir), population)
         threads = [threading.Thread(target=writers.run, args=(n,)) for n in range(WRITERS)]
         for thread in threads:
@@ -280,7 +271,7 @@ def main() -> int:
         writers.stop.set()
         for thread in threads:
             thread.join()
-        after = deadlocks(engine)
+        after = database_stats(engine).deadlocks
         referenced = sorted(set(writers.references) | population["kept"])
         with engine.connect() as conn:
             alive = conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from pydantic import BaseModel, Field
@@ -154,8 +155,9 @@ async def collect_status(
     """The control queue always; a capability queue when a worker polls it or tasks wait in it."""
     status = Status(temporal_reachable=client is not None, temporal_error=temporal_error)
     if client is not None:
-        for name, kinds in debflow_queues(control, architectures):
-            found = await queue_status(client, name, kinds)
+        queues = debflow_queues(control, architectures)
+        described = await asyncio.gather(*(queue_status(client, name, kinds) for name, kinds in queues))
+        for (name, _), found in zip(queues, described, strict=True):
             if name == control or any(q.pollers or q.backlog for q in found):
                 status.queues += found
         status.campaigns = await running_campaigns(client)

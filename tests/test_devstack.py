@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 
-import yaml
 from temporalio.client import WorkflowExecutionStatus
 
 from models.payloads import UploadPipelineInput
 from worker.connect import connect_temporal
-from worker.devstack import DevStack
-from worker.postgres import free_port, world_readable_tempdir
+from worker.devstack import DevStack, private_settings
+from worker.postgres import world_readable_tempdir
 from worker.settings import PROJECT_ROOT, Settings
 from worker.temporal_dev import TemporalDevConfig
 from workflows import search_attributes as sa
@@ -26,16 +25,7 @@ def test_search_attributes_in_yaml_match_the_workflow_code() -> None:
 
 def test_dev_stack_starts_and_runs_survive_a_restart() -> None:
     state = world_readable_tempdir("debflow-test-dev-")
-    config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
-    config |= {"port": free_port(), "ui_port": free_port()}
-    (state / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
-    settings = Settings(
-        state_dir=state,
-        temporal_dev_config=state / "temporal-dev.yaml",
-        postgres_port=free_port(),
-        database_url=None,
-        temporal_address=None,
-    )
+    settings = private_settings(state)
     workflow_id = "parked-run"
     try:
         stack = DevStack(settings, workers=1, say=lambda _: None)

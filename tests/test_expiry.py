@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from typer.testing import CliRunner
 
+from activities.db_stats import database_stats
 from activities.expiry import ExpiryActivities
 from activities.expiry_plan import plan_expiry
-from activities.history import record_task
+from activities.history import add_task_history
 from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relation, write_resolving_once
 from models.db import make_engine, make_sessionmaker
 from models.expiry_payloads import ExpiryBatchInput, RetentionPolicy
@@ -77,16 +78,6 @@ def existing(engine: Engine, ids: list[int]) -> set[int]:
         return set(conn.execute(query, {"ids": ids}).scalars())
 
 
-def deadlocks(engine: Engine) -> int:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
-        return int(
-            conn.execute(
-                text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
-            ).scalar_one()
-        )
-
-
 def flush_stats(engine: Engine) -> None:
     """Make this engine's backend publish its pending statistics before it answers."""
     with engine.connect() as conn:
@@ -98,17 +89,18 @@ def flush_stats(engine: Engine) -> None:
 
 
 def _history(sessions: sessionmaker[Session], subject: str, started: dt.datetime, result: str) -> None:
-    record_task(
-        sessions,
-        task_name="build",
-        subject=subject,
-        context="bookworm/amd64",
-        workflow_id=None,
-        started_at=started,
-        duration_s=1.0,
-        result=result,
-        usage=[],
-    )
+    with sessions.begin() as session:
+        add_task_history(
+            session,
+            task_name="build",
+            subject=subject,
+            context="bookworm/amd64",
+            workflow_id=None,
+            started_at=started,
+            duration_s=1.0,
+            result=result,
+            usage=[],
+        )
 
 
 def test_history_keeps_newest_last_success_and_last_failure(sessions: sessionmaker[Session]) -> None:
@@ -316,7 +308,7 @@ def test_expiry_under_writers_loses_no_reference_and_never_deadlocks(
 
     writers = Writers(database_url, store.root, tmp_path, tag, collection_id)
     writers.order = candidates
-    before = deadlocks(engine)
+    before = database_stats(engine).deadlocks
     expiry_engine = make_engine(database_url, pool_size=1, max_overflow=0)
     expiry = ExpiryActivities(
         sessions=make_sessionmaker(expiry_engine), store=ArtifactStore(store.root, sessions)
@@ -381,7 +373,7 @@ def test_expiry_under_writers_loses_no_reference_and_never_deadlocks(
     assert files == {sha for _, sha in writers.shared_blobs}
     assert all(store.blob_path(sha).exists() for sha in files)
     assert deleted > 0 and existing(engine, candidates) != set(candidates)
-    assert deadlocks(engine) == before
+    assert database_stats(engine).deadlocks == before
 
 
 # -- the Expiry workflow, its schedule and the operators' commands ---------------------------------------

@@ -20,7 +20,7 @@ from activities import faults
 from activities.debian_tasks import DebianTasks
 from activities.executors import BuildOutput, HostExecutor
 from activities.faults import InjectedFault
-from activities.history import record_task
+from activities.history import add_task_history
 from activities.store import ArtifactStore
 from activities.timeouts import TimeoutEstimator, bound
 from client.api import close_run, get_report, retry_failed, store_source_package, submit_upload
@@ -121,18 +121,19 @@ def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Sessi
     runs += [("build", 9000.0, "error")]  # an error may be a timeout: it does not count
     runs += [("lintian", 20.0, "success"), ("lintian", 25.0, "success")]  # too few samples
     runs += [("autopkgtest", 10.0, "success")] * 3  # far below the floor
-    for task, seconds, result in runs:
-        record_task(
-            sessions,
-            task_name=task,
-            subject=source,
-            context="bookworm/amd64",
-            workflow_id=None,
-            started_at=now,
-            duration_s=seconds,
-            result=result,
-            usage=[],
-        )
+    with sessions.begin() as session:
+        for task, seconds, result in runs:
+            add_task_history(
+                session,
+                task_name=task,
+                subject=source,
+                context="bookworm/amd64",
+                workflow_id=None,
+                started_at=now,
+                duration_s=seconds,
+                result=result,
+                usage=[],
+            )
     estimator = TimeoutEstimator(sessions=sessions, floor_s=600, factor=4, min_samples=3)
     defaults = TaskTimeouts(build_s=3600, lintian_s=1800, autopkgtest_s=7200)
     estimate = ActivityEnvironment().run(

@@ -11,12 +11,31 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from models.migrate import upgrade
 from worker.connect import connect_temporal, dev_config, external_temporal
 from worker.postgres import EmbeddedPostgres, free_port
-from worker.settings import Settings
+from worker.settings import PROJECT_ROOT, Settings
 from worker.temporal_dev import start_dev_server
+
+
+def private_settings(state_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a dev stack of its own (benchmarks, tests): temporal-dev.yaml's server settings on free
+    ports, state in `state_dir`, nothing external."""
+    config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
+    config |= {"port": free_port(), "ui_port": free_port()}
+    (state_dir / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
+    return Settings(
+        state_dir=state_dir,
+        temporal_dev_config=state_dir / "temporal-dev.yaml",
+        postgres_port=free_port(),
+        database_url=None,
+        temporal_address=None,
+        **overrides,
+    )
 
 
 class DevStack:

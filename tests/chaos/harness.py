@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from sqlalchemy import text
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -31,9 +30,7 @@ from models.db import make_engine, make_sessionmaker
 from models.verdicts import after_rerun, compare
 from tests.synthetic_suite import write_suite
 from worker.connect import connect_temporal
-from worker.devstack import DevStack
-from worker.postgres import free_port
-from worker.settings import PROJECT_ROOT, Settings
+from worker.devstack import DevStack, private_settings
 
 TRIGGER_VERSION = "1.1"
 
@@ -74,18 +71,8 @@ class ChaosStack:
     """DevStack pieces in a temporary state directory with free ports; workers run the simulated tests."""
 
     def __init__(self, root: Path, *, workers: int, slots: int, journal: Path) -> None:
-        config = yaml.safe_load((PROJECT_ROOT / "temporal-dev.yaml").read_text())
-        config |= {"port": free_port(), "ui_port": free_port()}
-        (root / "temporal-dev.yaml").write_text(yaml.safe_dump(config))
         self.root, self.workers, self.journal = root, workers, journal
-        self.settings = Settings(
-            state_dir=root,
-            temporal_dev_config=root / "temporal-dev.yaml",
-            postgres_port=free_port(),
-            database_url=None,
-            temporal_address=None,
-            executor="host",
-        )
+        self.settings = private_settings(root, executor="host")
         self.base_env = {
             "DEBFLOW_MAX_CONCURRENT_ACTIVITIES": str(slots),
             "DEBFLOW_FAULT_JOURNAL": str(journal),
