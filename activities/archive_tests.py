@@ -35,9 +35,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities import faults
 from activities.debian_tasks import DebianTasks
-from activities.dsc import ARCHIVE, check_source_archive
+from activities.dsc import ARCHIVE
 from activities.errors import translate_errors
 from activities.history import WORKER_IDENTITY
+from activities.source_archives import check_archives
 from activities.store import NewArtifact, StoredArtifact
 from models.artifacts import AutopkgtestData
 from models.campaign import RunInput, RunOutcome, RunResult, Side
@@ -292,10 +293,11 @@ class ArchiveTests(DebianTasks):
             dsc = self._source_files(params.new_source_artifact_id, work / "upload-source")
         else:
             source = [self.pool_cache.fetch(mirror, f, fetched) for f in files.source]
-            budget = self.max_unpacked_bytes
-            for path in source:
-                if ARCHIVE.search(path.name):
-                    budget -= check_source_archive(path, max_unpacked_bytes=budget)
+            check_archives(
+                [path for path in source if ARCHIVE.search(path.name)],
+                max_unpacked_bytes=self.max_unpacked_bytes,
+                max_members=self.max_archive_members,
+            )
             dsc = source[0]
         if params.side is Side.NEW:
             # The upload replaces the trigger's binaries (the target's own, if it is the trigger).

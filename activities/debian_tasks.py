@@ -22,7 +22,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import faults
-from activities.dsc import ARCHIVE, check_source_archive
+from activities.bad_upload import BadUpload
+from activities.dsc import check_dsc
 from activities.errors import translate_errors
 from activities.executors import Executor, Hooks, lintian_version, run_lintian
 from activities.history import add_task_history
@@ -30,6 +31,7 @@ from activities.packages import binary_data, changes_artifact
 from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
 from activities.process import ProcessOutcome
 from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
+from activities.source_archives import DEFAULT_MAX_MEMBERS
 from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
 from models.artifacts import (
     AutopkgtestData,
@@ -88,6 +90,7 @@ class DebianTasks:
         heartbeat_interval: float,
         expiration_days: int,
         max_unpacked_bytes: int = 4 * 1024**3,
+        max_archive_members: int = DEFAULT_MAX_MEMBERS,
     ) -> None:
         self.sessions = sessions
         self.store = store
@@ -96,6 +99,7 @@ class DebianTasks:
         self.heartbeat_interval = heartbeat_interval
         self.expiration_days = expiration_days
         self.max_unpacked_bytes = max_unpacked_bytes
+        self.max_archive_members = max_archive_members
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -191,13 +195,18 @@ class DebianTasks:
 
     def _source_files(self, upload_artifact_id: int, work: Path) -> Path:
         files = self.store.materialize([upload_artifact_id], work)[upload_artifact_id]
-        # The archives were checked when submitted; an artifact may come from elsewhere, so check the
-        # members again before any executor extracts them.
-        budget = self.max_unpacked_bytes
-        for name, path in files.items():
-            if ARCHIVE.search(name):
-                budget -= check_source_archive(path, max_unpacked_bytes=budget)
-        return next(path for name, path in files.items() if name.endswith(".dsc"))
+        # The upload was checked when submitted; an artifact may come from elsewhere (a workflow started
+        # without `debflow submit`), so the same rules apply again before any executor extracts it.
+        dsc = next((path for name, path in files.items() if name.endswith(".dsc")), None)
+        if dsc is None:
+            raise BadUpload(f"artifact {upload_artifact_id} holds no .dsc")
+        check_dsc(
+            dsc,
+            max_bytes=1 << 62,  # the files are stored already: their size is not this check's concern
+            max_unpacked_bytes=self.max_unpacked_bytes,
+            max_archive_members=self.max_archive_members,
+        )
+        return dsc
 
     # -- activities ------------------------------------------------------------------------------
 
@@ -208,6 +217,10 @@ class DebianTasks:
             if row is None or row.category != "debian:source-package":
                 raise LookupError(f"artifact {params.upload_artifact_id} is not a debian:source-package")
             data = SourcePackageData.model_validate(row.data)
+            if not data.architecture:  # stored without `debflow submit`, which refuses it
+                raise BadUpload(
+                    f"{data.dsc_filename}: its Architecture field is empty: nothing would be built"
+                )
         return UploadDescription(
             source=data.name,
             version=data.version,

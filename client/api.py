@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.dsc import BadUpload, check_dsc
+from activities.process import require_tool
 from activities.store import ArtifactStore, NewArtifact
 from models.db import make_engine, make_sessionmaker
 from models.payloads import (
@@ -32,7 +34,7 @@ from models.payloads import (
 )
 from worker.settings import Settings
 from workflows import search_attributes as sa
-from workflows.upload_pipeline import UploadPipelineWorkflow
+from workflows.upload_pipeline import UploadPipelineWorkflow, builds_on
 
 
 def workflow_url(ui_url: str | None, namespace: str, workflow_id: str) -> str | None:
@@ -54,8 +56,45 @@ def check_target(settings: Settings, suite: str, architectures: list[str]) -> No
         raise BadUpload("an architecture is requested twice")
 
 
-def store_source_package(settings: Settings, database_url: str, dsc: Path) -> tuple[int, str, str]:
-    """Check `dsc` and its files, then store them as one debian:source-package artifact.
+def _dpkg_matches(architecture: str, wildcard: str) -> bool:
+    """Whether dpkg counts `architecture` in `wildcard` (any, linux-any, any-amd64, a name)."""
+    if wildcard in ("any", architecture):
+        return True
+    if wildcard == "all" or architecture == "all":
+        return False
+    judged = subprocess.run(
+        ["dpkg-architecture", "-a", architecture, "-i", wildcard],
+        capture_output=True,
+        env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    return judged.returncode == 0
+
+
+def check_buildable(dsc: str, field: list[str], architectures: list[str]) -> None:
+    """Refuse an upload that would build nothing for the requested architectures (its run would test
+    nothing): arch-specific packages where dpkg's wildcards match, arch:all ones with the first."""
+    require_tool("dpkg-architecture", "dpkg-dev")
+    buildable = False
+    for index, arch in enumerate(architectures):
+        matched = any(_dpkg_matches(arch, w) for w in field)
+        if matched and not builds_on(field, arch):
+            # The pipeline would skip what dpkg builds: refuse rather than report an empty success.
+            raise BadUpload(
+                f"{dsc}: debflow does not support the wildcards of Architecture: {' '.join(field)}"
+            )
+        buildable = buildable or matched or (index == 0 and "all" in field)
+    if not buildable:
+        raise BadUpload(
+            f"{dsc} builds nothing for {' '.join(architectures)} (Architecture: {' '.join(field)})"
+        )
+
+
+def store_source_package(
+    settings: Settings, database_url: str, dsc: Path, architectures: list[str] | None = None
+) -> tuple[int, str, str]:
+    """Check `dsc` and its files (and, given `architectures`, that it builds something for them), then
+    store them as one debian:source-package artifact.
 
     The artifact's idempotency key is the SHA-256 of the .dsc (which names every file by its SHA-256):
     the same upload stored twice, even concurrently, is one artifact.
@@ -65,7 +104,11 @@ def store_source_package(settings: Settings, database_url: str, dsc: Path) -> tu
         max_bytes=settings.max_upload_bytes,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_metadata_bytes=settings.max_metadata_bytes,
+        max_archive_members=settings.max_archive_members,
+        extract_in=settings.scratch_dir,
     )
+    if architectures is not None:
+        check_buildable(dsc.name, checked.data.architecture, architectures)
     key = "debian:source-package/" + hashlib.sha256(dsc.read_bytes()).hexdigest()
     engine = make_engine(database_url, poolclass=NullPool)
     try:
@@ -108,7 +151,7 @@ async def submit_upload(
     """
     architectures = architectures or ["amd64"]
     check_target(settings, suite, architectures)
-    artifact_id, source, version = store_source_package(settings, database_url, dsc)
+    artifact_id, source, version = store_source_package(settings, database_url, dsc, architectures)
     params = UploadPipelineInput(
         upload_artifact_id=artifact_id,
         suite=suite,

@@ -19,6 +19,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFai
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.dsc import SOURCE_NAME, VERSION, BadUpload
+from activities.process import ToolMissing
 from client.api import AlreadySubmitted, close_run, get_report, retry_failed, submit_upload, workflow_url
 from client.campaigns import print_campaign_report, start_campaign, watch_campaign
 from client.progress import follow, print_report
@@ -420,7 +421,7 @@ class LookupFailed(LookupError):
 def _run(coroutine: object) -> int:
     try:
         return int(asyncio.run(coroutine))  # type: ignore[arg-type]
-    except (BadUpload, NotConfigured, AlreadySubmitted, LookupFailed) as e:
+    except (BadUpload, ToolMissing, NotConfigured, AlreadySubmitted, LookupFailed) as e:
         raise fail(str(e)) from None
     except WorkflowUpdateFailedError as e:
         raise fail(f"retry refused: {e.cause.message if e.cause else e}") from None  # type: ignore[attr-defined]

@@ -144,6 +144,7 @@ def build_worker(
         heartbeat_interval=settings.heartbeat_interval,
         expiration_days=settings.artifact_expiration_days,
         max_unpacked_bytes=settings.max_unpacked_bytes,
+        max_archive_members=settings.max_archive_members,
     )
     estimator = TimeoutEstimator(
         sessions=sessions,

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     architectures: list[str] = Field(default_factory=lambda: list(DEBIAN_ARCHITECTURES))
     max_upload_bytes: int = 512 * 1024 * 1024
     max_unpacked_bytes: int = Field(default=4 * 1024**3, ge=1)
+    # Members of a source package's archives together, checked while listing, before any extraction.
+    max_archive_members: int = Field(default=1_000_000, ge=1)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # Timeouts in seconds (README "Retries and timeouts"): the configured ones are the ceilings; task
