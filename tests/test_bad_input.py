@@ -166,7 +166,8 @@ CASES = [
     # The .dsc itself
     Case("not-a-dsc", "is missing", lambda d: d.rename(d.with_suffix(".txt"))),
     Case("binary-garbage", "it is not UTF-8 text", lambda d: d.write_bytes(b"\x00\xff garbage\n")),
-    Case("no-fields", "has no Source field", lambda d: d.write_text("just some words\n")),
+    Case("no-fields", "is not a field", lambda d: d.write_text("just some words\n")),
+    Case("only-a-comment", "has no Source field", lambda d: d.write_text("# just a comment\n")),
     Case(
         "no-checksums",
         "has no Checksums-Sha256 field",
@@ -235,7 +236,9 @@ CASES = [
         "files-differ-from-sha256",
         "lists other files in Files than in Checksums-Sha256",
         lambda d: edit_dsc(
-            d, "2636 hello-debflow_1.0.tar.xz\nFiles:", "2636 hello-debflow_1.0.tar.xz\nFiles:\n 0 1 x.tar.xz"
+            d,
+            "2636 hello-debflow_1.0.tar.xz\nFiles:",
+            f"2636 hello-debflow_1.0.tar.xz\nFiles:\n {'0' * 32} 1 x.tar.xz",
         ),
     ),
     Case(
@@ -245,7 +248,7 @@ CASES = [
     ),
     Case("symlink", "is not a regular file", replace_tarball_with_symlink),
     Case("listed-twice", "twice", list_tarball_twice),
-    Case("no-archive", "lists no source archive", list_plain_file_only),
+    Case("no-archive", "does not belong in a 3.0 (native) source package", list_plain_file_only),
     # Members of the source archive
     Case(
         "member-absolute-path",
