@@ -98,7 +98,7 @@ def _check_file_set(source_format: str, names: list[str], name: str, version: Ve
     full = f"{name}_{version.upstream_version}" + (
         f"-{version.debian_revision}" if version.debian_revision else ""
     )
-    ext = r"\.(gz|bz2|lzma|xz)"
+    ext = r"\.(?:gz|bz2|lzma|xz)"
     b, f = re.escape(base), re.escape(full)
     if source_format == "3.0 (native)":
         tarballs = [n for n in names if re.fullmatch(rf"{f}\.tar{ext}", n)]

@@ -185,7 +185,7 @@ CASES = [
     Case(
         "armour-inside-paragraph",
         "not allowed here",
-        lambda d: edit_dsc(d, "Format:", "-----BEGIN PGP SIGNED MESSAGE-----\nFormat:"),
+        lambda d: edit_dsc(d, "Source:", "-----BEGIN PGP SIGNED MESSAGE-----\nSource:"),
     ),
     Case(
         "dash-escaped-line",
