@@ -29,7 +29,7 @@ from activities.executors import Executor, Hooks, lintian_version, run_lintian
 from activities.history import add_task_history
 from activities.packages import binary_data, changes_artifact
 from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
-from activities.process import ProcessOutcome
+from activities.process import ProcessOutcome, require_tool
 from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
 from activities.source_archives import DEFAULT_MAX_MEMBERS
 from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
@@ -335,6 +335,8 @@ class DebianTasks:
             reused = self._resume(lintian_result_from)
             if reused is not None:
                 return reused
+            # Before the source is fetched and re-checked: a worker without lintian says so at once.
+            require_tool("lintian", "lintian")
             with self._workspace() as work:
                 return self._lintian(params, work, started, clock)
 

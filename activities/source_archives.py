@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from activities.bad_upload import BadUpload
+from activities.process import require_tool
 
 ARCHIVE = re.compile(r"\.tar(\.(gz|xz|bz2|lzma))?$")
 ADDON = re.compile(r"\.orig-([A-Za-z0-9-]+)\.tar(\.(gz|xz|bz2|lzma))?$")
@@ -89,6 +90,7 @@ def read_members(path: Path, *, max_members: int, max_unpacked_bytes: int) -> li
 def _compare_with_gnu_tar(path: Path, members: list[Member], max_members: int) -> None:
     """Refuse the archive unless GNU tar lists the same members, in the same order, without error (a
     corrupt header ends tarfile's listing early, where GNU tar skips it and goes on)."""
+    require_tool("tar", "tar")
     env = {k: v for k, v in os.environ.items() if k != "TAR_OPTIONS"} | {"LC_ALL": "C"}
     expected = [_tar_escape(m.name.encode("utf-8", "surrogateescape")) for m in members]
     with subprocess.Popen(
