@@ -77,6 +77,7 @@ def test_archive_of_the_examples_is_indexed_with_file_locations(
         sources=archive.sources,
         packages=archive.packages,
         release=archive.release,
+        keyring=archive.keyring,
     )
     assert stats.inserted == 5
     with sessions() as session:
