@@ -54,8 +54,9 @@ def release_text(release: Path, keyring: Path) -> VerifiedRelease:
     # A private, empty home: gpgv reads no keyring but the one given (never ~/.gnupg), and the files it
     # checks are copies that cannot change between the check and the read.
     with tempfile.TemporaryDirectory(prefix="debflow-gpgv-") as home:
-        if raw.lstrip().startswith(CLEARSIGN_BEGIN):
-            _refuse_text_outside(raw, release)
+        lines = [line.rstrip(b"\r \t") for line in raw.split(b"\n")]
+        if CLEARSIGN_BEGIN in lines:
+            _refuse_text_outside(lines, release)
             signed = Path(home, "InRelease")
             signed.write_bytes(raw)
             output = Path(home, "signed-text")
@@ -100,12 +101,11 @@ def _read(path: Path) -> bytes:
         raise SuiteImportError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _refuse_text_outside(raw: bytes, release: Path) -> None:
+def _refuse_text_outside(lines: list[bytes], release: Path) -> None:
     """Refuse anything but blank lines around the one signed message, as apt does: gpgv would ignore it,
     and any other reader of the file might not."""
-    lines = raw.split(b"\n")
-    start = next(i for i, line in enumerate(lines) if line.strip())
-    ends = [i for i, line in enumerate(lines) if line.rstrip(b"\r \t") == SIGNATURE_END]
+    start = lines.index(CLEARSIGN_BEGIN)
+    ends = [i for i, line in enumerate(lines) if line == SIGNATURE_END]
     outside = lines[:start] + (lines[ends[0] + 1 :] if ends else [])
     if not ends or any(line.strip() for line in outside):
         raise SuiteImportError(f"{release} has text outside its signed part (or no signature block)")
