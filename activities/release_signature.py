@@ -107,7 +107,7 @@ def _refuse_text_outside(lines: list[bytes], release: Path) -> None:
     start = lines.index(CLEARSIGN_BEGIN)
     ends = [i for i, line in enumerate(lines) if line == SIGNATURE_END]
     outside = lines[:start] + (lines[ends[0] + 1 :] if ends else [])
-    if not ends or any(line.strip() for line in outside):
+    if not ends or lines.count(CLEARSIGN_BEGIN) > 1 or any(line.strip() for line in outside):
         raise SuiteImportError(f"{release} has text outside its signed part (or no signature block)")
 
 

@@ -172,6 +172,14 @@ def _appended(a: Archive) -> Path:
     return in_release
 
 
+def _second_message(a: Archive) -> Path:
+    # Two messages, each well signed by the archive key: which one would a reader take?
+    first = a.key.sign(release_file(a.dir / "Release")).read_text()
+    second = a.key.sign(release_file(a.dir / "Release", entries={"main/source/Sources": "x"}))
+    second.write_text(first + second.read_text())
+    return second
+
+
 def _prepended(a: Archive) -> Path:
     in_release = a.key.sign(release_file(a.dir / "Release"))
     in_release.write_text("Origin: evil\n\n" + in_release.read_text())
@@ -209,6 +217,7 @@ REFUSALS: dict[str, tuple[Callable[[Archive], Path], str]] = {
     "revoked-key": (_revoked_key, "a signature by a revoked key"),
     "text-appended": (_appended, "text outside its signed part"),
     "text-prepended": (_prepended, "text outside its signed part"),
+    "second-signed-message": (_second_message, "text outside its signed part"),
     "detached-tampered": (_detached_tampered, "BAD signature"),
     "signed-message-as-release-gpg": (_signed_message_as_release_gpg, "no valid OpenPGP signature"),
     "weak-digest": (_weak_digest, "weak digest SHA1"),
