@@ -17,7 +17,14 @@ from sqlalchemy import Text, any_, bindparam, func, literal, or_, select, text, 
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.suite_indices import SuiteIndices, read_indices, verify_release
+from activities.release_signature import DEBIAN_ARCHIVE_KEYRING, check_valid_until, release_text
+from activities.suite_indices import (
+    SuiteImportError,
+    SuiteIndices,
+    read_indices,
+    read_uncompressed,
+    verify_release,
+)
 from models.suite import BINARY_ITEM, SOURCE_ITEM, SUITE_CATEGORY, RelationKind, SuiteRelation
 from models.tables import Collection, CollectionItem
 
@@ -47,6 +54,7 @@ class ImportStats:
     unchanged: int
     seconds: float
     state: str
+    signed_by: str = ""  # key id and user id of the Release's good signature; empty: not verified
 
 
 def import_suite(
@@ -56,14 +64,38 @@ def import_suite(
     sources: Path,
     packages: Sequence[Path],
     release: Path | None = None,
+    keyring: Path | None = None,
+    insecure_unsigned_release: bool = False,
     mirror: str | None = None,
 ) -> ImportStats:
-    """Bring suite `name` to the content of the indices, writing only the items that changed; `mirror`
-    (where real campaign runs fetch the suite's files) is kept from the last import that named one."""
+    """Bring suite `name` to the content of the indices, writing only the items that changed.
+
+    The indices must match `release` (InRelease, or Release + Release.gpg), whose signature must be good by
+    a key of `keyring` (default: the one kept from the suite's last import that named one, else Debian's
+    archive keyring); `insecure_unsigned_release` skips the signature, and without `release` all checks.
+    Everything is checked before any write. `mirror` (where real campaign runs fetch the suite's files)
+    is kept from the last import that named one."""
     started = time.monotonic()
+    signed_by = ""
+    content: bytes | None = None
+    if release is None and not insecure_unsigned_release:
+        raise SuiteImportError(
+            "no Release to verify the indices against: give the suite's InRelease (or Release with its "
+            "Release.gpg) with --release"
+        )
+    if release is not None:
+        # Checked before anything is written: a bad signature or checksum leaves the database alone.
+        if insecure_unsigned_release:
+            content = read_uncompressed(release)
+        else:
+            verified = release_text(
+                release, keyring or suite_keyring(sessions, name) or DEBIAN_ARCHIVE_KEYRING
+            )
+            content, signed_by = verified.content, verified.signed_by
+        check_valid_until(content, release)
     indices = read_indices(sources, packages)
     if release is not None:
-        verify_release(release, indices.files)  # before any write: a mismatch leaves the database alone
+        verify_release(release, indices.files, content)
     rows = item_rows(indices)
     state = rows_state(rows)
     with sessions.begin() as session:
@@ -71,6 +103,8 @@ def import_suite(
         removed = _remove_vanished(session, collection_id, rows)
         inserted = _insert_new(session, collection_id, indices)
         fields = {"state": state} | ({"mirror": mirror} if mirror else {})
+        if keyring is not None:
+            fields["keyring"] = str(keyring.resolve())
         session.execute(
             text(
                 "UPDATE collection SET data = data || CAST(:fields AS jsonb)"
@@ -80,7 +114,7 @@ def import_suite(
         )
         if inserted + removed >= ANALYZE_THRESHOLD:
             session.execute(text("ANALYZE collection_item, suite_relation"))
-    return ImportStats(inserted, removed, len(rows) - inserted, time.monotonic() - started, state)
+    return ImportStats(inserted, removed, len(rows) - inserted, time.monotonic() - started, state, signed_by)
 
 
 def item_rows(indices: SuiteIndices) -> list[tuple[str, str, str]]:
@@ -208,6 +242,15 @@ def suite_mirror(sessions: sessionmaker[Session], suite: str) -> str | None:
             select(Collection.data).where(Collection.category == SUITE_CATEGORY, Collection.name == suite)
         )
     return str(data["mirror"]) if data and data.get("mirror") else None
+
+
+def suite_keyring(sessions: sessionmaker[Session], suite: str) -> Path | None:
+    """The keyring a suite's Release was last verified with, when an import named one."""
+    with sessions() as session:
+        data = session.scalar(
+            select(Collection.data).where(Collection.category == SUITE_CATEGORY, Collection.name == suite)
+        )
+    return Path(data["keyring"]) if data and data.get("keyring") else None
 
 
 def source_binaries(*, session: Session, suite: str, source: str) -> tuple[str, list[str]]:

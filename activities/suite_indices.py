@@ -231,10 +231,12 @@ def read_indices(sources: Path, packages: Sequence[Path]) -> SuiteIndices:
     return SuiteIndices(tuple(files), items)
 
 
-def verify_release(release: Path, files: Iterable[IndexFile]) -> None:
-    """Check each file's SHA-256 and size against the (In)Release entry of its path; raise on mismatch."""
-    content = read_uncompressed(release)
-    # The clearsigned wrapper is skipped by the parser; the signature itself is not checked here.
+def verify_release(release: Path, files: Iterable[IndexFile], content: bytes | None = None) -> None:
+    """Check each file's SHA-256 and size against the (In)Release entry of its path; raise on mismatch.
+    `content` is the Release text to use, the one its signature covers (activities/release_signature.py);
+    without it the file is read as it is, a clearsigned wrapper skipped by the parser, unchecked."""
+    if content is None:
+        content = read_uncompressed(release)
     entries = {e["name"]: e for e in deb822.Release(content).get("SHA256", [])}
     if not entries:
         raise SuiteImportError(f"{release} has no SHA256 field: is it a Release or InRelease file?")

@@ -44,12 +44,14 @@ async def main() -> None:
             for name, size in (("big", args.targets - 1), ("small", 4)):
                 folder = Path(tmp) / name
                 folder.mkdir()
-                sources, packages = write_suite(folder, f"lib{name}", size)
+                sources, packages, release, keyring = write_suite(folder, f"lib{name}", size)
                 import_suite(
                     sessions=make_sessionmaker(engine),
                     name=f"fair-{name}",
                     sources=sources,
                     packages=[packages],
+                    release=release,
+                    keyring=keyring,
                 )
         engine.dispose()
         client = await connect_temporal({"target_host": stack.temporal_address, "namespace": stack.namespace})

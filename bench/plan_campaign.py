@@ -30,6 +30,7 @@ def main() -> None:
             name="bookworm",
             sources=BOOKWORM / "Sources.xz",
             packages=[BOOKWORM / "Packages_amd64.xz"],
+            release=BOOKWORM / "InRelease",  # verified against Debian's archive keyring
         )
         print(f"imported bookworm ({stats.inserted} items) in {stats.seconds:.1f} s")
         statements: list[str] = []

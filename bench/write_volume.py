@@ -81,9 +81,14 @@ async def main() -> None:
     async with private_stack(workers=1) as stack:
         engine = make_engine(stack.database_url)
         with tempfile.TemporaryDirectory() as tmp:
-            sources, packages = write_suite(Path(tmp), "libwv", args.targets - 1)
+            sources, packages, release, keyring = write_suite(Path(tmp), "libwv", args.targets - 1)
             import_suite(
-                sessions=make_sessionmaker(engine), name="synthetic", sources=sources, packages=[packages]
+                sessions=make_sessionmaker(engine),
+                name="synthetic",
+                sources=sources,
+                packages=[packages],
+                release=release,
+                keyring=keyring,
             )
         with engine.begin() as conn:
             conn.execute(text(NOOP_TRIGGER))

@@ -104,6 +104,7 @@ async def _campaign(settings: Settings, stack: DevStack, console: Console) -> Ca
             sources=archive.sources,
             packages=archive.packages,
             release=archive.release,
+            keyring=archive.keyring,
             mirror=archive.mirror,
         )
     finally:

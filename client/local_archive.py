@@ -1,4 +1,4 @@
-"""A real, small Debian archive (pool, Sources, Packages, Release) built from source trees: the demo's
+"""A real, small Debian archive (pool, Sources, Packages, signed Release) built from source trees: the demo's
 suite and the tests' (`debflow import-suite` reads it through a file:// mirror)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+from client.archive_signing import sign_release
 from worker.settings import PROJECT_ROOT
 
 # noautodbgsym: -dbgsym packages belong to Debian's separate debug archive, not to the suite.
@@ -22,13 +23,15 @@ BUILD_ENV = {"LC_ALL": "C.UTF-8", "DEB_BUILD_OPTIONS": "parallel=2 noautodbgsym"
 
 @dataclass(frozen=True)
 class LocalArchive:
-    """One suite of a mirror on disk: `root` holds pool/ and dists/<suite>/, as on a Debian mirror."""
+    """One suite of a mirror on disk: `root` holds pool/ and dists/<suite>/, as on a Debian mirror;
+    `release` is the InRelease, signed by a throwaway key whose public part is `keyring`."""
 
     root: Path
     suite: str
     sources: Path
     packages: list[Path]
     release: Path
+    keyring: Path
 
     @property
     def mirror(self) -> str:
@@ -84,15 +87,18 @@ def build_local_archive(root: Path, trees: Sequence[Path], *, suite: str = "exam
         path.write_text(run(["dpkg-scanpackages", "--arch", architecture, "pool"], root))
         packages.append(path)
     release = write_release(root / "dists" / suite, architectures)
-    return LocalArchive(root, suite, sources, packages, release)
+    # A key made for this archive alone: nothing else can be signed with it, and it is gone afterwards.
+    keyring = root / "keyring.gpg"
+    in_release = sign_release(release, keyring)
+    return LocalArchive(root, suite, sources, packages, in_release, keyring)
 
 
 def write_release(dist: Path, architectures: Sequence[str]) -> Path:
-    """An unsigned Release listing the SHA-256 of every index under `dist`, by path relative to it."""
+    """A Release (unsigned: see sign_release) listing the SHA-256 of every index under `dist`."""
     lines = [
         f" {hashlib.sha256(p.read_bytes()).hexdigest()} {p.stat().st_size} {p.relative_to(dist)}"
         for p in sorted(dist.rglob("*"))
-        if p.is_file() and p.name != "Release"
+        if p.is_file() and p.name not in ("Release", "Release.gpg", "InRelease")
     ]
     fields = [
         f"Suite: {dist.name}",

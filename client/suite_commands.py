@@ -30,8 +30,28 @@ def import_suite_command(
     sources: Annotated[Path, typer.Option(help="the Sources index (xz, gz or uncompressed)")],
     packages: Annotated[list[Path], typer.Option(help="a Packages index (repeatable)")],
     release: Annotated[
-        Path | None, typer.Option(help="InRelease or Release file to verify the indices' SHA256 against")
+        Path | None,
+        typer.Option(
+            help="the suite's InRelease, or its Release with Release.gpg beside it: its signature is "
+            "verified with gpgv, then the indices' SHA256 against it (required unless "
+            "--insecure-unsigned-release)"
+        ),
     ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            help="OpenPGP keyring the Release must be signed by; kept with the suite for later imports "
+            "(default: the kept one, else /usr/share/keyrings/debian-archive-keyring.gpg)"
+        ),
+    ] = None,
+    insecure_unsigned_release: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-unsigned-release",
+            help="INSECURE: do not verify the Release signature (nor need a Release at all); for a local "
+            "test archive only",
+        ),
+    ] = False,
     mirror: Annotated[
         str | None,
         typer.Option(
@@ -43,13 +63,26 @@ def import_suite_command(
     """Load Debian indices into a suite; a re-import writes only what changed."""
     if mirror is not None and not re.fullmatch(r"(https?|file)://\S+", mirror):
         raise fail(f"--mirror must be an http(s):// or file:// URL, not {mirror!r}")
+    if insecure_unsigned_release:
+        typer.echo(
+            f"warning: --insecure-unsigned-release: the Release signature of suite {name} is NOT verified; "
+            "whoever can change these files decides what is tested",
+            err=True,
+        )
     engine = make_engine(_database_url())
     sessions = make_sessionmaker(engine)
     try:
         if mirror is None and not suite_mirror(sessions, name):
             mirror = Settings().mirror
         stats = import_suite(
-            sessions=sessions, name=name, sources=sources, packages=packages, release=release, mirror=mirror
+            sessions=sessions,
+            name=name,
+            sources=sources,
+            packages=packages,
+            release=release,
+            keyring=keyring,
+            insecure_unsigned_release=insecure_unsigned_release,
+            mirror=mirror,
         )
     except SuiteImportError as e:
         raise fail(str(e)) from None
@@ -57,7 +90,8 @@ def import_suite_command(
         engine.dispose()
     console.print(
         f"suite {name}: {stats.inserted} items added, {stats.removed} removed, {stats.unchanged} unchanged"
-        f" in {stats.seconds:.1f} s; state {stats.state[:16]}",
+        f" in {stats.seconds:.1f} s; state {stats.state[:16]}"
+        + (f"; Release signed by {stats.signed_by}" if stats.signed_by else ""),
         highlight=False,
         soft_wrap=True,
     )

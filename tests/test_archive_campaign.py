@@ -46,6 +46,7 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
         sources=archive.sources,
         packages=archive.packages,
         release=archive.release,
+        keyring=archive.keyring,
         mirror=archive.mirror,
     )
     (tmp_path / "upload").mkdir()

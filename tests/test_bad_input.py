@@ -318,8 +318,17 @@ def debflow(
 @pytest.fixture(scope="module")
 def hostile_suite(sessions: sessionmaker[Session], tmp_path_factory: pytest.TempPathFactory) -> str:
     """An imported suite, so that look-ups reach the source and architecture checks."""
-    sources, packages = write_suite(tmp_path_factory.mktemp("hostile-suite"), "libhostile", dependants=2)
-    import_suite(sessions=sessions, name="hostile-suite", sources=sources, packages=[packages])
+    sources, packages, release, keyring = write_suite(
+        tmp_path_factory.mktemp("hostile-suite"), "libhostile", dependants=2
+    )
+    import_suite(
+        sessions=sessions,
+        name="hostile-suite",
+        sources=sources,
+        packages=[packages],
+        release=release,
+        keyring=keyring,
+    )
     return "hostile-suite"
 
 

@@ -201,8 +201,10 @@ async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
 ) -> None:
     trigger = f"libfoo{uuid.uuid4().hex[:6]}"
     suite = f"test-{trigger}"
-    sources, packages = write_suite(tmp_path, trigger, dependants=39)
-    import_suite(sessions=sessions, name=suite, sources=sources, packages=[packages])
+    sources, packages, release, keyring = write_suite(tmp_path, trigger, dependants=39)
+    import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=[packages], release=release, keyring=keyring
+    )
     params = CampaignInput(
         trigger_source=trigger,
         trigger_version="1.1",

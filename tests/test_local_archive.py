@@ -11,6 +11,7 @@ import pytest
 from debian import deb822
 from sqlalchemy.orm import Session, sessionmaker
 
+from activities.release_signature import release_text
 from activities.suite import import_suite, reverse_dependency_targets, source_binaries
 from activities.suite_indices import read_indices, verify_release
 from client.local_archive import build_local_archive, variant
@@ -48,8 +49,12 @@ def test_archive_of_the_examples_is_indexed_with_file_locations(
     assert sorted(binaries) == ["greeter-debflow", "hello-debflow", "hello-debflow-doc"]
     assert binaries["greeter-debflow"]["Depends"] == "hello-debflow"
 
+    # Signed both ways a Debian mirror is, by a key that only this archive's keyring holds.
+    assert archive.release == root / "dists/examples/InRelease"
+    verified = release_text(archive.release, archive.keyring)
+    assert release_text(root / "dists/examples/Release", archive.keyring) == verified
     indices = read_indices(archive.sources, archive.packages)
-    verify_release(archive.release, indices.files)
+    verify_release(archive.release, indices.files, verified.content)
     assert [f.release_path for f in indices.files] == [
         *("main/source/Sources", "main/binary-all/Packages", f"main/binary-{HOST}/Packages"),
     ]
@@ -77,6 +82,7 @@ def test_archive_of_the_examples_is_indexed_with_file_locations(
         sources=archive.sources,
         packages=archive.packages,
         release=archive.release,
+        keyring=archive.keyring,
     )
     assert stats.inserted == 5
     with sessions() as session:

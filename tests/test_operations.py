@@ -32,8 +32,15 @@ async def test_worker_metrics_and_status_during_a_campaign(
     client: Client, settings: Settings, sessions: sessionmaker[Session], engine: Engine, tmp_path: Path
 ) -> None:
     trigger = f"libmet{uuid.uuid4().hex[:6]}"
-    sources, packages = write_suite(tmp_path, trigger, dependants=30)
-    import_suite(sessions=sessions, name=f"ops-{trigger}", sources=sources, packages=[packages])
+    sources, packages, release, keyring = write_suite(tmp_path, trigger, dependants=30)
+    import_suite(
+        sessions=sessions,
+        name=f"ops-{trigger}",
+        sources=sources,
+        packages=[packages],
+        release=release,
+        keyring=keyring,
+    )
     address = f"127.0.0.1:{free_port()}"
     env = {**subprocess_env(settings), "DEBFLOW_METRICS_ADDRESS": address}
     with open(tmp_path / "worker.log", "wb") as log:

@@ -21,6 +21,7 @@ from activities.suite import (
     suite_state,
 )
 from activities.suite_indices import SuiteImportError
+from client.archive_signing import ARCHIVE_UID, ThrowawayKey
 from client.cli import app
 
 SOURCES = """\
@@ -238,7 +239,9 @@ def table_counts(engine: Engine) -> dict[str, int]:
 def test_reverse_dependencies_on_a_small_suite(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     suite = unique_suite()
     sources, packages = write_indices(tmp_path)
-    stats = import_suite(sessions=sessions, name=suite, sources=sources, packages=packages)
+    stats = import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=packages, insecure_unsigned_release=True
+    )
     assert (stats.inserted, stats.removed, stats.unchanged) == (25, 0, 0)
     with sessions() as session:
         assert suite_state(session=session, suite=suite) == stats.state
@@ -274,7 +277,9 @@ def test_reverse_dependencies_on_a_small_suite(sessions: sessionmaker[Session], 
 def test_unknown_suite_and_source_are_lookup_errors(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     suite = unique_suite()
     sources, packages = write_indices(tmp_path)
-    import_suite(sessions=sessions, name=suite, sources=sources, packages=packages)
+    import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=packages, insecure_unsigned_release=True
+    )
     with sessions() as session:
         with pytest.raises(LookupError, match="unknown suite 'no-such-suite'"):
             reverse_dependency_targets(session=session, suite="no-such-suite", binaries=["libfoo1"])
@@ -294,17 +299,28 @@ def test_release_checksums_are_verified_before_anything_is_written(
         "main/binary-amd64/Packages": PACKAGES_AMD64,
         "main/binary-arm64/Packages": PACKAGES_ARM64,
     }
-    good = write_release(tmp_path / "Release", entries)
-    bad = write_release(
-        tmp_path / "InRelease", entries | {"main/binary-amd64/Packages": PACKAGES_AMD64 + "\n"}
-    )
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    keyring = tmp_path / "keyring.gpg"
+    # Both signed by the key the import trusts: only the checksums tell them apart.
+    with ThrowawayKey() as key:
+        good = key.sign(write_release(tmp_path / "good" / "Release", entries))
+        bad = key.sign(
+            write_release(
+                tmp_path / "bad" / "Release", entries | {"main/binary-amd64/Packages": PACKAGES_AMD64 + "\n"}
+            )
+        )
+        key.export(keyring)
     before = table_counts(engine)
     with pytest.raises(SuiteImportError, match="checksum mismatch with main/binary-amd64/Packages"):
-        import_suite(sessions=sessions, name=suite, sources=sources, packages=packages, release=bad)
+        import_suite(
+            sessions=sessions, name=suite, sources=sources, packages=packages, release=bad, keyring=keyring
+        )
     assert table_counts(engine) == before
 
     monkeypatch.setenv("DEBFLOW_DATABASE_URL", str(engine.url.render_as_string(hide_password=False)))
     arguments = ["import-suite", suite, "--sources", str(sources), "--release", str(bad)]
+    arguments += ["--keyring", str(keyring)]
     for path in packages:
         arguments += ["--packages", str(path)]
     result = CliRunner().invoke(app, arguments)
@@ -312,8 +328,10 @@ def test_release_checksums_are_verified_before_anything_is_written(
     assert result.stderr.count("\n") == 1 and "checksum mismatch" in result.stderr
     assert table_counts(engine) == before
 
-    stats = import_suite(sessions=sessions, name=suite, sources=sources, packages=packages, release=good)
-    assert stats.inserted == 25
+    stats = import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=packages, release=good, keyring=keyring
+    )
+    assert stats.inserted == 25 and stats.signed_by.endswith(ARCHIVE_UID)
 
 
 def test_identical_reimport_writes_no_row(
@@ -321,13 +339,19 @@ def test_identical_reimport_writes_no_row(
 ) -> None:
     suite = unique_suite()
     sources, packages = write_indices(tmp_path)
-    first = import_suite(sessions=sessions, name=suite, sources=sources, packages=packages)
+    first = import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=packages, insecure_unsigned_release=True
+    )
     rows = suite_rows(engine, suite)
     # The same content, differently compressed: same items, same state.
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "Sources").write_text(SOURCES)
     again = import_suite(
-        sessions=sessions, name=suite, sources=tmp_path / "plain" / "Sources", packages=packages
+        sessions=sessions,
+        name=suite,
+        sources=tmp_path / "plain" / "Sources",
+        packages=packages,
+        insecure_unsigned_release=True,
     )
     assert (again.inserted, again.removed, again.unchanged) == (0, 0, 25)
     assert again.state == first.state
@@ -339,7 +363,9 @@ def test_changed_reimport_writes_only_the_changes(
 ) -> None:
     suite = unique_suite()
     sources, packages = write_indices(tmp_path / "old")
-    first = import_suite(sessions=sessions, name=suite, sources=sources, packages=packages)
+    first = import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=packages, insecure_unsigned_release=True
+    )
     before = suite_rows(engine, suite)
     # alt-bin no longer depends on libfoo-dev (changed), un-bin is gone, new-bin appears.
     amd64 = PACKAGES_AMD64.replace("Depends: libbar-dev | libfoo-dev", "Depends: libbar-dev")
@@ -348,7 +374,9 @@ def test_changed_reimport_writes_only_the_changes(
     )
     amd64 += "\nPackage: new-bin\nVersion: 1\nArchitecture: amd64\nSource: unrelated\nDepends: libfoo1\n"
     sources, packages = write_indices(tmp_path / "new", amd64=amd64)
-    again = import_suite(sessions=sessions, name=suite, sources=sources, packages=packages)
+    again = import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=packages, insecure_unsigned_release=True
+    )
     assert (again.inserted, again.removed, again.unchanged) == (2, 2, 23)
     assert again.state != first.state
     after = suite_rows(engine, suite)

@@ -103,10 +103,17 @@ class ChaosStack:
 
     def import_suite(self, name: str, trigger: str, dependants: int) -> None:
         (self.root / name).mkdir()
-        sources, packages = write_suite(self.root / name, trigger, dependants)
+        sources, packages, release, keyring = write_suite(self.root / name, trigger, dependants)
         engine = make_engine(self.stack.database_url)
         try:
-            import_suite(sessions=make_sessionmaker(engine), name=name, sources=sources, packages=[packages])
+            import_suite(
+                sessions=make_sessionmaker(engine),
+                name=name,
+                sources=sources,
+                packages=[packages],
+                release=release,
+                keyring=keyring,
+            )
         finally:
             engine.dispose()
 
