@@ -27,7 +27,13 @@ from activities.errors import translate_errors
 from activities.executors import Executor, Hooks, lintian_version, run_lintian
 from activities.history import add_task_history
 from activities.packages import binary_data, changes_artifact
-from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
+from activities.parsing import (
+    autopkgtest_result,
+    describe_tests,
+    lintian_counts,
+    parse_autopkgtest_summary,
+    parse_lintian,
+)
 from activities.process import ProcessOutcome
 from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
 from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
@@ -407,13 +413,12 @@ class DebianTasks:
             ),
             "run_autopkgtest",
         )
-        passed = sum(t.status == "PASS" for t in tests.values())
         return AutopkgtestResult(
             result=result,
             exit_code=outcome.returncode,
             artifact_id=artifact_id,
             tests={name: t.status for name, t in tests.items()},
             duration_s=duration,
-            summary=f"{passed}/{len(tests)} tests passed (exit {outcome.returncode})",
+            summary=describe_tests(outcome.returncode, tests),
             tries=activity.info().attempt,
         )

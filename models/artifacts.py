@@ -84,8 +84,11 @@ class LintianData(ArtifactData):
 
 
 class AutopkgtestTestResult(BaseModel):
-    status: str
+    status: str  # PASS, FAIL, SKIP, FLAKY, BROKEN as in autopkgtest's summary
     details: str = ""
+    # A superficial test passing ("PASS (superficial)") shows the package installs, not that it works:
+    # autopkgtest exits 8 when no other test passed.
+    superficial: bool = False
 
 
 class AutopkgtestData(ArtifactData):
