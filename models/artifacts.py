@@ -59,6 +59,7 @@ class PackageBuildLogData(ArtifactData):
     result: str
     duration_s: float | None = None
     environment_artifact_id: int | None = None  # the debian:system-tarball it was built in
+    environment_s: float = 0.0  # making or waiting for it: not in duration_s
 
 
 class LintianTag(BaseModel):
@@ -103,6 +104,7 @@ class AutopkgtestData(ArtifactData):
     virt_server: str
     tests: dict[str, AutopkgtestTestResult]
     duration_s: float | None = None
+    environment_s: float = 0.0  # making or waiting for the test environment: not in duration_s
 
 
 class SystemTarballData(ArtifactData):
