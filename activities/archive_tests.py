@@ -306,17 +306,18 @@ class ArchiveTests(DebianTasks):
             debs += self._upload_binaries(params, work / "upload")
         else:
             debs = [self.pool_cache.fetch(mirror, f, fetched) for f in (*files.own, *files.trigger)]
-        outcome, tests, stored_files = self._run_tests(
+        outcome, tests, stored_files, environment_s = self._run_tests(
             dsc,
             debs,
             suite=params.suite,
             architecture=params.architecture,
             work=work,
             stage=f"autopkgtest {params.side}",
+            subject=params.target.source,
         )
         result = run_result(outcome.returncode)
         assert result is not None  # infrastructure exit codes raised in _run_tests
-        duration = time.monotonic() - clock
+        duration = time.monotonic() - clock - environment_s
         target = params.target
         data = AutopkgtestData(
             source=target.source,
@@ -328,6 +329,7 @@ class ArchiveTests(DebianTasks):
             virt_server=f"{self.executor.name}:{self.executor.virt_server}",
             tests=tests,
             duration_s=round(duration, 3),
+            environment_s=round(environment_s, 3),
         )
         info = activity.info()
         (artifact_id,) = self.store.register(

@@ -24,11 +24,18 @@ from temporalio.exceptions import ApplicationError
 from activities import faults
 from activities.bad_upload import BadUpload
 from activities.dsc import check_dsc
+from activities.environments import record_environment
 from activities.errors import translate_errors
-from activities.executors import Executor, Hooks, lintian_version, run_lintian
+from activities.executors import EnvironmentUse, Executor, Hooks, lintian_version, run_lintian
 from activities.history import add_task_history
 from activities.packages import binary_data, changes_artifact
-from activities.parsing import autopkgtest_result, lintian_counts, parse_autopkgtest_summary, parse_lintian
+from activities.parsing import (
+    autopkgtest_result,
+    describe_tests,
+    lintian_counts,
+    parse_autopkgtest_summary,
+    parse_lintian,
+)
 from activities.process import ProcessOutcome, require_tool
 from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
 from activities.source_archives import DEFAULT_MAX_MEMBERS
@@ -167,13 +174,40 @@ class DebianTasks:
         faults.after_store(activity_type)
         return ids
 
+    def _environment_seconds(
+        self, use: EnvironmentUse | None, *, subject: str, suite: str, architecture: str
+    ) -> float:
+        """The seconds a task spent having its environment, to leave out of the task's own duration;
+        making it or waiting for it is recorded as a task of its own."""
+        if use is None:
+            return 0.0
+        info = activity.info()
+        with self.sessions.begin() as session:
+            record_environment(
+                session,
+                use,
+                context=f"{suite}/{architecture}",
+                workflow_id=info.workflow_id,
+                wanted_by=f"{info.activity_type} {subject} ({info.activity_id})",
+            )
+        return use.seconds
+
     def _run_tests(
-        self, dsc: Path, debs: list[Path], *, suite: str, architecture: str, work: Path, stage: str
-    ) -> tuple[ProcessOutcome, dict[str, AutopkgtestTestResult], dict[str, Path]]:
-        """autopkgtest with the executor: its outcome, per-test results and the files to store. A testbed
-        failure is not a verdict on the package: it raises, and the retry policy runs it again."""
+        self,
+        dsc: Path,
+        debs: list[Path],
+        *,
+        suite: str,
+        architecture: str,
+        work: Path,
+        stage: str,
+        subject: str,
+    ) -> tuple[ProcessOutcome, dict[str, AutopkgtestTestResult], dict[str, Path], float]:
+        """autopkgtest with the executor: its outcome, per-test results, the files to store and the seconds
+        spent having the test environment (not part of the test's duration). A testbed failure is not a
+        verdict on the package: it raises, and the retry policy runs it again."""
         output_dir, summary, log = work / "out", work / "summary", work / "autopkgtest.log"
-        outcome = self.executor.autopkgtest(
+        tested = self.executor.autopkgtest(
             dsc,
             debs,
             suite=suite,
@@ -184,6 +218,10 @@ class DebianTasks:
             log=log,
             hooks=self._hooks(stage),
         )
+        outcome = tested.outcome
+        environment_s = self._environment_seconds(
+            tested.environment, subject=subject, suite=suite, architecture=architecture
+        )
         if outcome.returncode in INFRASTRUCTURE_EXIT_CODES:
             tail = log.read_text(errors="replace")[-800:]
             raise ApplicationError(
@@ -191,7 +229,7 @@ class DebianTasks:
                 type="AutopkgtestInfrastructureError",
             )
         tests, files = autopkgtest_outputs(log, summary, output_dir)
-        return outcome, tests, files
+        return outcome, tests, files, environment_s
 
     def _source_files(self, upload_artifact_id: int, work: Path) -> Path:
         files = self.store.materialize([upload_artifact_id], work)[upload_artifact_id]
@@ -252,7 +290,10 @@ class DebianTasks:
             log=log,
             hooks=self._hooks("build"),
         )
-        duration = time.monotonic() - clock
+        environment_s = self._environment_seconds(
+            out.environment, subject=params.source, suite=params.suite, architecture=params.architecture
+        )
+        duration = time.monotonic() - clock - environment_s
         ok = out.outcome.returncode == 0 and out.changes is not None
         result = TaskResult.SUCCESS if ok else TaskResult.FAILURE
         log_data = PackageBuildLogData(
@@ -264,6 +305,7 @@ class DebianTasks:
             result=str(result),
             duration_s=round(duration, 3),
             environment_artifact_id=out.environment_artifact_id,
+            environment_s=round(environment_s, 3),
         )
         artifacts = [NewArtifact("debian:package-build-log", log_data, {log.name: log}, self._key("log"))]
         relations = [Relation(0, params.upload_artifact_id, RelationType.RELATES_TO)]
@@ -395,11 +437,17 @@ class DebianTasks:
         self, params: CheckInput, work: Path, started: dt.datetime, clock: float
     ) -> AutopkgtestResult:
         dsc, debs = self._binaries(params, work)
-        outcome, tests, files = self._run_tests(
-            dsc, debs, suite=params.suite, architecture=params.architecture, work=work, stage="autopkgtest"
+        outcome, tests, files, environment_s = self._run_tests(
+            dsc,
+            debs,
+            suite=params.suite,
+            architecture=params.architecture,
+            work=work,
+            stage="autopkgtest",
+            subject=params.source,
         )
         result = autopkgtest_result(outcome.returncode)
-        duration = time.monotonic() - clock
+        duration = time.monotonic() - clock - environment_s
         data = AutopkgtestData(
             source=params.source,
             version=params.version,
@@ -410,6 +458,7 @@ class DebianTasks:
             virt_server=f"{self.executor.name}:{self.executor.virt_server}",
             tests=tests,
             duration_s=round(duration, 3),
+            environment_s=round(environment_s, 3),
         )
         (artifact_id,) = self._store(
             [NewArtifact("debian:autopkgtest", data, files, self._key("autopkgtest"))],
@@ -422,13 +471,12 @@ class DebianTasks:
             ),
             "run_autopkgtest",
         )
-        passed = sum(t.status == "PASS" for t in tests.values())
         return AutopkgtestResult(
             result=result,
             exit_code=outcome.returncode,
             artifact_id=artifact_id,
             tests={name: t.status for name, t in tests.items()},
             duration_s=duration,
-            summary=f"{passed}/{len(tests)} tests passed (exit {outcome.returncode})",
+            summary=describe_tests(outcome.returncode, tests),
             tries=activity.info().attempt,
         )

@@ -9,14 +9,17 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from activities.dsc import BadUpload
-from activities.executors import Hooks, InfrastructureError, host_lock, run_hooked
+from activities.executors import EnvironmentUse, Hooks, InfrastructureError, host_lock, run_hooked
+from activities.history import add_task_history
 from activities.process import require_tool
 from activities.store import ArtifactStore, NewArtifact
 from models.artifacts import SystemTarballData
@@ -30,6 +33,8 @@ INCLUDES = ["ca-certificates"]
 # Suite and architecture names reach mmdebstrap, sbuild and autopkgtest as arguments: nothing that
 # could read as an option or a path.
 NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+# The task-history key of making or waiting for an environment: (TASK, SUBJECT, "suite/architecture").
+TASK, SUBJECT = "environment", "system-tarball"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class Environment:
 
     artifact_id: int
     path: Path
+    use: EnvironmentUse
 
 
 class EnvironmentStore:
@@ -87,10 +93,14 @@ class EnvironmentStore:
         for name in (suite, architecture):
             if not NAME.match(name):
                 raise BadUpload(f"invalid suite or architecture name {name!r}")
+        clock = time.monotonic()
         artifact_id = self.find(suite, architecture)
+        ready, made = artifact_id is not None, False
         if artifact_id is None:
             with self._lock(suite, architecture, hooks):
-                artifact_id = self.find(suite, architecture) or self._create(suite, architecture, hooks)
+                artifact_id = self.find(suite, architecture)
+                if artifact_id is None:
+                    artifact_id, made = self._create(suite, architecture, hooks), True
         files = self.store.files_of([artifact_id])[artifact_id]
         if len(files) != 1:
             raise InfrastructureError(f"environment artifact {artifact_id} has {len(files)} files, not one")
@@ -102,7 +112,8 @@ class EnvironmentStore:
             os.link(blob, local)
         except OSError:
             shutil.copyfile(blob, local)
-        return Environment(artifact_id, local)
+        use = EnvironmentUse(artifact_id, time.monotonic() - clock, ready=ready, made=made)
+        return Environment(artifact_id, local, use)
 
     @contextlib.contextmanager
     def _lock(self, suite: str, architecture: str, hooks: Hooks) -> Iterator[None]:
@@ -139,6 +150,28 @@ class EnvironmentStore:
             expires_at=dt.datetime.now(dt.UTC) + self.expiration,
         )
         return artifact_id
+
+
+def record_environment(
+    session: Session, use: EnvironmentUse, *, context: str, workflow_id: str | None, wanted_by: str
+) -> None:
+    """A task-history row for making or waiting for an environment, apart from the build or test it
+    precedes. A fresh one found at once gets none: such rows would hide the making in the timeouts
+    derived from this history (activities/timeouts.py)."""
+    if use.ready:
+        return
+    add_task_history(
+        session,
+        task_name=TASK,
+        subject=SUBJECT,
+        context=context,
+        workflow_id=workflow_id,
+        started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=use.seconds),
+        duration_s=use.seconds,
+        result="success",
+        usage=[],
+        data={"artifact_id": use.artifact_id, "made": use.made, "for": wanted_by},
+    )
 
 
 def make_tarball(suite: str, architecture: str, mirror: str, output: Path, hooks: Hooks) -> None:

@@ -37,11 +37,36 @@ class Hooks:
 
 
 @dataclass(frozen=True)
+class EnvironmentUse:
+    """The environment (debian:system-tarball) a task ran in, and the time it took to have it.
+
+    Making an environment, or waiting while another activity of the host makes it, is not part of the
+    build or test that follows: its seconds are recorded apart (an `environment` task-history row), so
+    they inflate neither the task's history nor the timeouts derived from it."""
+
+    artifact_id: int
+    seconds: float
+    ready: bool  # a fresh one was there at once: nothing made or waited for
+    made: bool  # this activity ran mmdebstrap
+
+
+@dataclass(frozen=True)
 class BuildOutput:
     outcome: ProcessOutcome
     changes: Path | None
     debs: list[Path] = field(default_factory=list)
-    environment_artifact_id: int | None = None  # the debian:system-tarball it ran in, if any
+    environment: EnvironmentUse | None = None
+
+    @property
+    def environment_artifact_id(self) -> int | None:
+        """The debian:system-tarball it ran in, if any."""
+        return self.environment.artifact_id if self.environment else None
+
+
+@dataclass(frozen=True)
+class TestOutput:
+    outcome: ProcessOutcome
+    environment: EnvironmentUse | None = None
 
 
 class Executor(Protocol):
@@ -74,7 +99,7 @@ class Executor(Protocol):
         summary: Path,
         log: Path,
         hooks: Hooks,
-    ) -> ProcessOutcome: ...
+    ) -> TestOutput: ...
 
 
 @contextlib.contextmanager
@@ -185,13 +210,13 @@ class HostExecutor:
         summary: Path,
         log: Path,
         hooks: Hooks,
-    ) -> ProcessOutcome:
+    ) -> TestOutput:
         require_tool("autopkgtest", "autopkgtest")
         names = [_deb_package(deb) for deb in debs]
         with host_lock(self.DPKG_LOCK, hooks, "the host's dpkg lock"):
             preinstalled = installed_packages(names)
             try:
-                return run_hooked(
+                outcome = run_hooked(
                     [
                         "autopkgtest",
                         "--summary-file",
@@ -208,6 +233,7 @@ class HostExecutor:
                     env={"LC_ALL": "C.UTF-8"},
                     hooks=hooks,
                 )
+                return TestOutput(outcome)
             finally:
                 # The null testbed leaves the tested packages installed on the host: remove them.
                 leftover = sorted(set(installed_packages(names)) - set(preinstalled))

@@ -19,7 +19,9 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from activities.parsing import describe_tests
 from activities.store import ArtifactStore, StoredArtifact
+from models.artifacts import AutopkgtestTestResult
 from models.campaign import RunOutcome, RunResult
 from models.payloads import AutopkgtestResult, BuildResult, LintianResult, TaskResult
 
@@ -79,8 +81,8 @@ def autopkgtest_result_from(stored: list[StoredArtifact], tries: int) -> Autopkg
     found = next((a for a in stored if a.category == "debian:autopkgtest"), None)
     if found is None:
         return None
-    tests = {str(name): str(t["status"]) for name, t in found.data["tests"].items()}
-    passed = sum(status == "PASS" for status in tests.values())
+    facts = {str(name): AutopkgtestTestResult.model_validate(t) for name, t in found.data["tests"].items()}
+    tests = {name: t.status for name, t in facts.items()}
     exit_code = int(found.data["exit_code"])
     return AutopkgtestResult(
         result=TaskResult(found.data["result"]),
@@ -88,7 +90,7 @@ def autopkgtest_result_from(stored: list[StoredArtifact], tries: int) -> Autopkg
         artifact_id=found.id,
         tests=tests,
         duration_s=_duration(found.data),
-        summary=f"{passed}/{len(tests)} tests passed (exit {exit_code}) (reused by try {tries})",
+        summary=f"{describe_tests(exit_code, facts)} (reused by try {tries})",
         tries=tries,
         reused=True,
     )

@@ -6,6 +6,11 @@
 per (task, package, suite/architecture): `ceiling` is the configured timeout of the task type
 (DEBFLOW_BUILD_TIMEOUT, …), `floor` DEBFLOW_TIMEOUT_FLOOR_S, `factor` DEBFLOW_TIMEOUT_HISTORY_FACTOR. Only
 runs that reached a verdict count (success, failure): an error may have been cut short by a timeout.
+
+A build or test may first have to make its environment (or wait while another activity makes it). That
+time is recorded apart (`environment` rows per suite/architecture, activities/environments.py), never in
+the task's own duration; a history-derived timeout of a build or test gets the p95 of it added once, not
+multiplied by `factor`, up to the ceiling.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import Text
 from temporalio import activity
 
+from activities import environments
 from models.payloads import EstimateTimeoutsInput, TaskTimeouts, TimeoutEstimates
 
 TASKS = ("build", "lintian", "autopkgtest")
+NEEDS_ENVIRONMENT = ("build", "autopkgtest")
 
 # One statement for every (task, architecture) of the upload, along ix_task_history_key_started; the
 # retention policy keeps at most keep + 2 rows per key, so each group is small.
@@ -32,6 +39,18 @@ DURATIONS = text(
     GROUP BY task_name, context
     """
 ).bindparams(bindparam("tasks", type_=ARRAY(Text)), bindparam("contexts", type_=ARRAY(Text)))
+
+
+# Making an environment, per suite/architecture: one row per making or waiting, whatever the package.
+ENVIRONMENT_DURATIONS = text(
+    """
+    SELECT context, count(*) AS samples,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95
+    FROM task_history
+    WHERE task_name = :task AND subject = :subject AND context = ANY(:contexts)
+    GROUP BY context
+    """
+).bindparams(bindparam("contexts", type_=ARRAY(Text)))
 
 
 def ceiling(defaults: TaskTimeouts, task: str) -> float:
@@ -70,7 +89,12 @@ class TimeoutEstimator:
             rows = session.execute(
                 DURATIONS, {"tasks": list(TASKS), "subject": params.source, "contexts": list(contexts)}
             ).all()
+            making = session.execute(
+                ENVIRONMENT_DURATIONS,
+                {"task": environments.TASK, "subject": environments.SUBJECT, "contexts": list(contexts)},
+            ).all()
         history = {(task, contexts[context]): (int(n), float(p95)) for task, context, n, p95 in rows}
+        environment = {contexts[context]: (int(n), float(p95)) for context, n, p95 in making}
         result = TimeoutEstimates()
         for arch in params.architectures:
             for task in TASKS:
@@ -83,6 +107,11 @@ class TimeoutEstimator:
                     factor=self.factor,
                     min_samples=self.min_samples,
                 )
+                top = ceiling(params.defaults, task)
+                if task in NEEDS_ENVIRONMENT and arch in environment and value < top:
+                    made, seconds = environment[arch]
+                    value = min(top, value + seconds)
+                    basis += f", + p95 {seconds:.0f} s of {made} environment makings: {value:.0f} s"
                 result.timeouts[f"{task}/{arch}"] = value
                 result.basis[f"{task}/{arch}"] = basis
         return result

@@ -12,11 +12,12 @@ from activities.executors import (
     BuildOutput,
     Hooks,
     InfrastructureError,
+    TestOutput,
     UnsupportedArchitecture,
     host_architecture,
     run_hooked,
 )
-from activities.process import ProcessOutcome, require_tool
+from activities.process import require_tool
 
 # sbuild's summary names the stage a build stopped at. Only the build itself and an unsatisfiable
 # build-dependency are verdicts on the package; any other stage failing is the machine's or the mirror's.
@@ -93,7 +94,7 @@ class UnshareExecutor:
             with open(changes[0]) as f:
                 listed = [entry["name"] for entry in Changes(f).get("Files", [])]
             debs = [out / name for name in listed if name.endswith(".deb")]
-            return BuildOutput(outcome, changes[0], debs, environment.artifact_id)
+            return BuildOutput(outcome, changes[0], debs, environment.use)
         text = log.read_text(errors="replace")
         stage = _summary_field(text, "Fail-Stage")
         status = _summary_field(text, "Status")
@@ -108,7 +109,7 @@ class UnshareExecutor:
                 f"sbuild failed at stage {stage or 'unknown'} (exit {outcome.returncode}, status "
                 f"{status or 'unknown'}), not because of the package: {text[-600:]}"
             )
-        return BuildOutput(outcome, None, [], environment.artifact_id)
+        return BuildOutput(outcome, None, [], environment.use)
 
     def autopkgtest(
         self,
@@ -122,12 +123,12 @@ class UnshareExecutor:
         summary: Path,
         log: Path,
         hooks: Hooks,
-    ) -> ProcessOutcome:
+    ) -> TestOutput:
         require_tool("autopkgtest", "autopkgtest")
         require_tool("newuidmap", "uidmap")
         self._check_architecture(architecture)
         environment = self.environments.get(suite, architecture, workdir, hooks)
-        return run_hooked(
+        outcome = run_hooked(
             [
                 "autopkgtest",
                 # mmdebstrap leaves no apt lists in the tarball: -U updates them (and upgrades) first.
@@ -152,6 +153,7 @@ class UnshareExecutor:
             env={"LC_ALL": "C.UTF-8"},
             hooks=hooks,
         )
+        return TestOutput(outcome, environment.use)
 
 
 def _summary_field(log: str, field: str) -> str | None:

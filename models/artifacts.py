@@ -59,6 +59,7 @@ class PackageBuildLogData(ArtifactData):
     result: str
     duration_s: float | None = None
     environment_artifact_id: int | None = None  # the debian:system-tarball it was built in
+    environment_s: float = 0.0  # making or waiting for it: not in duration_s
 
 
 class LintianTag(BaseModel):
@@ -84,8 +85,11 @@ class LintianData(ArtifactData):
 
 
 class AutopkgtestTestResult(BaseModel):
-    status: str
+    status: str  # PASS, FAIL, SKIP, FLAKY, BROKEN as in autopkgtest's summary
     details: str = ""
+    # A superficial test passing ("PASS (superficial)") shows the package installs, not that it works:
+    # autopkgtest exits 8 when no other test passed.
+    superficial: bool = False
 
 
 class AutopkgtestData(ArtifactData):
@@ -100,6 +104,7 @@ class AutopkgtestData(ArtifactData):
     virt_server: str
     tests: dict[str, AutopkgtestTestResult]
     duration_s: float | None = None
+    environment_s: float = 0.0  # making or waiting for the test environment: not in duration_s
 
 
 class SystemTarballData(ArtifactData):

@@ -18,7 +18,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import faults
 from activities.debian_tasks import DebianTasks
-from activities.executors import BuildOutput, HostExecutor
+from activities.environments import record_environment
+from activities.executors import BuildOutput, EnvironmentUse, HostExecutor
 from activities.faults import InjectedFault
 from activities.history import add_task_history
 from activities.store import ArtifactStore
@@ -31,6 +32,7 @@ from models.payloads import (
     TaskResult,
     TaskStatus,
     TaskTimeouts,
+    TimeoutEstimates,
     UploadPipelineInput,
 )
 from models.tables import Artifact, TaskHistory
@@ -116,6 +118,7 @@ def test_a_retry_after_a_crash_after_store_reuses_the_build(
 
 def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Session]) -> None:
     source = f"timed-{uuid.uuid4().hex[:8]}"
+    suite = source  # environment rows are per suite/architecture: none of other tests' here
     now = dt.datetime.now(dt.UTC)
     runs = [("build", 300.0, "success"), ("build", 400.0, "failure"), ("build", 350.0, "success")]
     runs += [("build", 9000.0, "error")]  # an error may be a timeout: it does not count
@@ -127,7 +130,7 @@ def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Sessi
                 session,
                 task_name=task,
                 subject=source,
-                context="bookworm/amd64",
+                context=f"{suite}/amd64",
                 workflow_id=None,
                 started_at=now,
                 duration_s=seconds,
@@ -136,19 +139,40 @@ def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Sessi
             )
     estimator = TimeoutEstimator(sessions=sessions, floor_s=600, factor=4, min_samples=3)
     defaults = TaskTimeouts(build_s=3600, lintian_s=1800, autopkgtest_s=7200)
-    estimate = ActivityEnvironment().run(
-        estimator.estimate_timeouts,
-        EstimateTimeoutsInput(
-            source=source, suite="bookworm", architectures=["amd64", "arm64"], defaults=defaults
-        ),
-    )
+
+    def estimate() -> TimeoutEstimates:
+        return ActivityEnvironment().run(
+            estimator.estimate_timeouts,
+            EstimateTimeoutsInput(
+                source=source, suite=suite, architectures=["amd64", "arm64"], defaults=defaults
+            ),
+        )
+
+    found = estimate()
     # p95 of 300, 350, 400 (linear interpolation) is 395; 4 x 395 = 1580 within [600, 3600].
-    assert estimate.timeouts["build/amd64"] == pytest.approx(1580)
-    assert estimate.timeouts["lintian/amd64"] == 1800  # 2 of 3 samples: the configured timeout
-    assert estimate.timeouts["autopkgtest/amd64"] == 600  # the floor
-    assert estimate.timeouts["build/arm64"] == 3600  # no history on arm64
-    assert "p95 395 s of 3 runs" in estimate.basis["build/amd64"]
+    assert found.timeouts["build/amd64"] == pytest.approx(1580)
+    assert found.timeouts["lintian/amd64"] == 1800  # 2 of 3 samples: the configured timeout
+    assert found.timeouts["autopkgtest/amd64"] == 600  # the floor
+    assert found.timeouts["build/arm64"] == 3600  # no history on arm64
+    assert "p95 395 s of 3 runs" in found.basis["build/amd64"]
     assert bound(5000, 10, 3600, floor_s=600, factor=4, min_samples=3)[0] == 3600  # the ceiling
+
+    # Making the environment is recorded apart: added once to builds and tests, never multiplied.
+    with sessions.begin() as session:
+        for seconds in (30.0, 40.0, 50.0):
+            use = EnvironmentUse(artifact_id=0, seconds=seconds, ready=False, made=True)
+            record_environment(session, use, context=f"{suite}/amd64", workflow_id=None, wanted_by="test")
+        found_at_once = EnvironmentUse(artifact_id=0, seconds=2.0, ready=True, made=False)
+        record_environment(
+            session, found_at_once, context=f"{suite}/amd64", workflow_id=None, wanted_by="test"
+        )
+    found = estimate()
+    # p95 of 30, 40, 50 is 49 (the environment found at once has no row).
+    assert found.timeouts["build/amd64"] == pytest.approx(1580 + 49)
+    assert found.timeouts["autopkgtest/amd64"] == pytest.approx(600 + 49)
+    assert found.timeouts["lintian/amd64"] == 1800  # lintian runs on the host, in no environment
+    assert found.timeouts["build/arm64"] == 3600
+    assert "49 s of 3 environment makings" in found.basis["build/amd64"]
 
 
 def test_retry_is_accepted_only_for_a_finished_run_with_failures() -> None:

@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.debian_tasks import DebianTasks
 from activities.executors import HostExecutor
-from activities.parsing import autopkgtest_result, parse_autopkgtest_summary, parse_lintian
+from activities.parsing import autopkgtest_result, describe_tests, parse_autopkgtest_summary, parse_lintian
 from activities.process import Cancelled, run_tool
 from activities.store import ArtifactStore
 from client.api import store_source_package
@@ -53,6 +53,37 @@ def test_autopkgtest_summary_and_exit_codes() -> None:
         TaskResult.ERROR,
         TaskResult.ERROR,
     ]
+
+
+def test_summaries_tell_no_test_ran_from_passed_with_skips() -> None:
+    """Exit 8 (no tests, or every test skipped or superficial) never reads as tests having passed."""
+
+    def describe(exit_code: int, summary: str) -> str:
+        return describe_tests(exit_code, parse_autopkgtest_summary(summary))
+
+    # autopkgtest's own summary lines, as it writes them ("%-20s %s")
+    none = "*                    SKIP no tests in this package\n"
+    superficial = "imports              PASS (superficial)\nsyntax               PASS (superficial)\n"
+    skipped = "needs-root           SKIP Test needs root on testbed which is not available\n"
+    real = "autodep8-perl-build-deps PASS\n"
+    assert parse_autopkgtest_summary(none) == {}
+    assert [t.superficial for t in parse_autopkgtest_summary(superficial + real).values()] == [
+        True,
+        True,
+        False,
+    ]
+    assert parse_autopkgtest_summary(skipped)["needs-root"].details.startswith("Test needs root")
+    assert describe(8, none) == "no test ran: the package has no tests (exit 8)"
+    assert describe(8, superficial) == "no test ran for real: 2 passed only superficially (exit 8)"
+    assert describe(8, skipped) == "no test ran: 1 skipped (exit 8)"
+    assert describe(8, superficial + skipped) == (
+        "no test ran for real: 2 passed only superficially, 1 skipped (exit 8)"
+    )
+    assert describe(2, real + skipped) == "2 tests: 1 passed, 1 skipped (exit 2)"
+    assert describe(0, real + superficial) == "3 tests: 1 passed, 2 passed only superficially (exit 0)"
+    assert describe(4, real + "fails                FAIL non-zero exit status 1\n") == (
+        "2 tests: 1 passed, 1 failed (exit 4)"
+    )
 
 
 def _alive(pid: int) -> bool:

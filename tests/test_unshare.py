@@ -7,29 +7,36 @@ after a week) and imported into each session's artifact store like one the execu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from debian.deb822 import Deb822
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
-from activities.environments import EnvironmentStore, make_tarball
+from activities.debian_tasks import DebianTasks
+from activities.environments import CATEGORY, EnvironmentStore, make_tarball
 from activities.executors import Hooks
 from activities.store import ArtifactStore
-from client.api import get_report, submit_upload
-from models.payloads import TaskResult
-from models.tables import Artifact
+from activities.unshare import UnshareExecutor
+from client.api import get_report, store_source_package, submit_upload
+from models.payloads import BuildInput, BuildResult, TaskResult
+from models.tables import Artifact, TaskHistory
 from worker.main import build_worker
 from worker.settings import Settings
 
 SUITE, ARCH = "bookworm", "amd64"
 MAX_AGE_S = 7 * 24 * 3600
+HOLD_S = 3.0
 
 
 def machine_mirror(suite: str = SUITE) -> str:
@@ -111,3 +118,77 @@ async def test_unshare_executor_builds_and_tests_an_example(
         "greets": "PASS",
         "version-flag": "PASS",
     }
+
+
+def test_waiting_for_the_environment_is_recorded_apart_from_the_build(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    example_sources: dict[str, Path],
+    tmp_path: Path,
+    cached_tarball: tuple[Path, str],
+) -> None:
+    """A build that waits while another activity of the host makes its environment: the wait is an
+    `environment` task of its own, and the build's recorded duration leaves it out."""
+    tarball, mirror = cached_tarball
+    store = ArtifactStore(settings.store_dir, sessions)
+    environments = EnvironmentStore(
+        store=store, mirror=mirror, cache_dir=tmp_path / "environments", max_age_days=7, expiration_days=30
+    )
+    with sessions.begin() as session:  # no fresh environment: the build must wait for one
+        session.execute(update(Artifact).where(Artifact.category == CATEGORY).values(expires_at=func.now()))
+    artifact_id, source, version = store_source_package(
+        settings, settings.database_url or "", example_sources["hello-debflow"]
+    )
+    tasks = DebianTasks(
+        sessions=sessions,
+        store=store,
+        executor=UnshareExecutor(environments),
+        scratch_dir=tmp_path / "scratch",
+        heartbeat_interval=1,
+        expiration_days=1,
+    )
+    params = BuildInput(
+        upload_artifact_id=artifact_id,
+        source=source,
+        version=version,
+        suite=SUITE,
+        architecture=ARCH,
+        build_arch_all=True,
+    )
+    workflow_id = f"environment-wait-{uuid.uuid4().hex[:8]}"
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, workflow_id=workflow_id, activity_id="1", attempt=1)
+    waiting = threading.Event()
+    env.on_heartbeat = lambda *details: waiting.set()  # nothing heartbeats before the environment lock
+    results: list[BuildResult] = []
+
+    # "Another activity" holds the environment lock and makes (here: imports) the environment; only once
+    # the build is seen waiting does it hold on for HOLD_S more, so the build waits at least that long.
+    with environments._lock(SUITE, ARCH, Hooks()):
+        build = threading.Thread(target=lambda: results.append(env.run(tasks.build_package, params)))
+        started = time.monotonic()
+        build.start()
+        assert waiting.wait(timeout=300), "the build never waited for the environment"
+        time.sleep(HOLD_S)
+        environment_id = environments.import_tarball(tarball, SUITE, ARCH)
+    build.join(timeout=1800)
+    elapsed = time.monotonic() - started
+
+    (result,) = results
+    assert result.result == TaskResult.SUCCESS and result.environment_artifact_id == environment_id
+    with sessions() as session:
+        rows = {
+            h.task_name: h
+            for h in session.scalars(select(TaskHistory).where(TaskHistory.workflow_id == workflow_id))
+        }
+        log = session.get(Artifact, result.log_artifact_id)
+    assert set(rows) == {"build", "environment"}
+    waited = rows["environment"]
+    assert (waited.subject, waited.context) == ("system-tarball", f"{SUITE}/{ARCH}")
+    assert waited.data["artifact_id"] == environment_id and waited.data["made"] is False
+    assert waited.duration_s >= HOLD_S
+    # Both happened inside `elapsed`, one after the other: had the build's duration included the wait,
+    # their sum would exceed it by the wait (at least HOLD_S).
+    assert rows["build"].duration_s + waited.duration_s <= elapsed
+    assert log is not None and log.data["duration_s"] == pytest.approx(rows["build"].duration_s, abs=0.01)
+    assert log.data["environment_s"] == pytest.approx(waited.duration_s, abs=0.01)
