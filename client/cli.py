@@ -424,7 +424,7 @@ async def _describe(client: Client, workflow_id: str) -> str:
         return (await client.get_workflow_handle(workflow_id).describe()).workflow_type
     except RPCError as e:
         if e.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise LookupFailed(f"no run with workflow id {workflow_id!r}") from None
+            raise LookupFailed(f"no run with workflow id {identifiers.preview(workflow_id, 200)!r}") from None
         raise
 
 

@@ -33,15 +33,16 @@ class TooLong(ValueError):
     """A name, version or workflow id longer than debflow (and Debian) accepts."""
 
 
-def _preview(text: str) -> str:
-    return text if len(text) <= 40 else f"{text[:40]}…"
+def preview(text: str, limit: int = 40) -> str:
+    """`text` itself, or its start: what an error line quotes of a name or id."""
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def check_name(name: str, what: str = "source package name") -> None:
     """Refuse a package name longer than NAME_MAX (what Debian's file names can hold)."""
     if len(name) > NAME_MAX:
         raise TooLong(
-            f"{what} {_preview(name)!r} is {len(name)} characters long; at most {NAME_MAX} are accepted "
+            f"{what} {preview(name)!r} is {len(name)} characters long; at most {NAME_MAX} are accepted "
             "(Debian's file names NAME_VERSION_ARCH.* must fit in 255 bytes)"
         )
 
@@ -49,7 +50,7 @@ def check_name(name: str, what: str = "source package name") -> None:
 def check_version(version: str) -> None:
     if len(version) > VERSION_MAX:
         raise TooLong(
-            f"version {_preview(version)!r} is {len(version)} characters long; at most {VERSION_MAX} are "
+            f"version {preview(version)!r} is {len(version)} characters long; at most {VERSION_MAX} are "
             "accepted (Debian's file names NAME_VERSION_ARCH.* must fit in 255 bytes)"
         )
 
@@ -69,7 +70,7 @@ def check_workflow_id(workflow_id: str) -> None:
         raise TooLong("the workflow id is empty")
     if size > WORKFLOW_ID_MAX:
         raise TooLong(
-            f"no run with workflow id {_preview(workflow_id)!r}: it is {size} bytes long, and Temporal's "
+            f"no run with workflow id {preview(workflow_id)!r}: it is {size} bytes long, and Temporal's "
             f"workflow ids are at most {WORKFLOW_ID_MAX}"
         )
 
