@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 from activities.dsc import BadUpload, check_dsc
 from activities.process import require_tool
 from activities.store import ArtifactStore, NewArtifact
+from models import identifiers
 from models.db import make_engine, make_sessionmaker
 from models.payloads import (
     Check,
@@ -107,6 +108,11 @@ def store_source_package(
         max_archive_members=settings.max_archive_members,
         extract_in=settings.scratch_dir,
     )
+    try:
+        # Before anything is stored: every id and key of its run is then within Temporal's limits.
+        identifiers.check_package(checked.data.name, checked.data.version, checked.data.binaries)
+    except identifiers.TooLong as e:
+        raise BadUpload(str(e)) from None
     if architectures is not None:
         check_buildable(dsc.name, checked.data.architecture, architectures)
     key = "debian:source-package/" + hashlib.sha256(dsc.read_bytes()).hexdigest()
@@ -126,10 +132,12 @@ class AlreadySubmitted(RuntimeError):
     """The same upload, suite, architectures and checks already have an open run."""
 
 
-def upload_workflow_id(source: str, version: str, artifact_id: int, params: UploadPipelineInput) -> str:
+def upload_workflow_id(
+    source: str, version: str, artifact_id: int, params: UploadPipelineInput, again: str | None = None
+) -> str:
     """Deterministic: a duplicate submission of an open run is refused by Temporal, not run twice."""
     what = f"{artifact_id}/{params.suite}/{','.join(params.architectures)}/{','.join(params.checks)}"
-    return f"upload-{source}_{version}-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
+    return identifiers.upload_run_id(source, version, hashlib.sha256(what.encode()).hexdigest()[:8], again)
 
 
 async def submit_upload(
@@ -166,9 +174,9 @@ async def submit_upload(
         ),
         retry_window_s=settings.retry_window_s,
     )
-    workflow_id = upload_workflow_id(source, version, artifact_id, params)
-    if again:
-        workflow_id += f"-{uuid.uuid4().hex[:6]}"
+    workflow_id = upload_workflow_id(
+        source, version, artifact_id, params, uuid.uuid4().hex[:6] if again else None
+    )
     try:
         return await _start(client, settings, params, workflow_id, source, version, task_queue)
     except WorkflowAlreadyStartedError:
@@ -195,7 +203,9 @@ async def _start(
         id=workflow_id,
         task_queue=task_queue or settings.task_queue,
         # Uploads overtake campaigns (README "Priority and fairness"); one fairness key per source.
-        priority=Priority(priority_key=settings.upload_priority, fairness_key=f"upload-{source}"),
+        priority=Priority(
+            priority_key=settings.upload_priority, fairness_key=identifiers.upload_fairness_key(source)
+        ),
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(sa.PACKAGE, source),

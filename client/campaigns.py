@@ -15,6 +15,7 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 from temporalio.service import RPCError
 
 from client.api import get_report, workflow_url
+from models import identifiers
 from models.campaign import BatchProgress, CampaignInput, CampaignProgress, CampaignReport, Verdict
 from models.payloads import TaskResult
 from workflows import search_attributes as sa
@@ -36,9 +37,15 @@ async def start_campaign(
     client: Client, params: CampaignInput, task_queue: str, *, priority_key: int = 4
 ) -> WorkflowHandle[CampaignWorkflow, CampaignReport]:
     """Start a campaign; its batches and tests inherit its priority (1 first … 5 last) and its
-    fairness key (its workflow id), so campaigns share workers evenly and yield to uploads."""
-    mode = "simulated-" if params.simulation is not None else ""
-    workflow_id = f"{mode}campaign-{params.trigger_source}_{params.trigger_version}-{uuid.uuid4().hex[:8]}"
+    fairness key (from its workflow id), so campaigns share workers evenly and yield to uploads.
+
+    A trigger whose names Debian could not hold raises identifiers.TooLong before anything starts."""
+    identifiers.check_package(params.trigger_source, params.trigger_version, params.trigger_binaries)
+    simulated = params.simulation is not None
+    mode = "simulated-" if simulated else ""
+    workflow_id = identifiers.campaign_id(
+        params.trigger_source, params.trigger_version, simulated=simulated, unique=uuid.uuid4().hex[:8]
+    )
     return await client.start_workflow(
         CampaignWorkflow.run,
         params,
@@ -55,7 +62,9 @@ async def start_campaign(
                 SearchAttributePair(sa.REGRESSIONS, 0),
             ]
         ),
-        priority=Priority(priority_key=priority_key, fairness_key=workflow_id),
+        priority=Priority(
+            priority_key=priority_key, fairness_key=identifiers.campaign_fairness_key(workflow_id)
+        ),
         static_summary=f"{'SIMULATED ' if mode else ''}campaign: reverse dependencies of "
         f"{params.trigger_source} {params.trigger_version} in {params.suite}",
     )

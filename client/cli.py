@@ -23,6 +23,7 @@ from activities.process import ToolMissing
 from client.api import AlreadySubmitted, close_run, get_report, retry_failed, submit_upload, workflow_url
 from client.campaigns import print_campaign_report, start_campaign, watch_campaign
 from client.progress import follow, print_report
+from models import identifiers
 from models.payloads import Check
 from worker.connect import NotConfigured, connect_temporal, resolve
 from worker.settings import Settings
@@ -46,11 +47,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def dev(workers: Annotated[int, typer.Option(help="worker processes to start")] = 1) -> None:
     """Start the dev stack (Temporal + Web UI, PostgreSQL, workers) until Ctrl-C."""
     from worker.devstack import DevStack
+    from worker.postgres import UnreachableDataDirectory
 
     settings = Settings()
     stack = DevStack(settings, workers=workers, say=console.print)
     try:
-        stack.start()
+        try:
+            stack.start()
+        except UnreachableDataDirectory as e:
+            raise fail(str(e)) from None
         console.print(
             f"{workers} worker(s) polling task queue {settings.task_queue!r}. Ctrl-C stops everything."
         )
@@ -277,6 +282,15 @@ def campaign(
         raise fail(f"invalid source package name {trigger!r}")
     if version is not None and not VERSION.match(version):
         raise fail(f"invalid version {version!r}")
+    for name in binary or []:
+        if not SOURCE_NAME.match(name):
+            raise fail(f"invalid binary package name {name!r}")
+    try:
+        identifiers.check_package(trigger or "", version or "", binary or [])
+        if upload is not None:
+            identifiers.check_workflow_id(upload)
+    except identifiers.TooLong as e:
+        raise fail(str(e)) from None
     if suite is not None and not SUITE_NAME.match(suite):
         raise fail(f"invalid suite name {suite!r}")
     for name in arch or []:
@@ -406,11 +420,12 @@ def migrate() -> None:
 
 async def _describe(client: Client, workflow_id: str) -> str:
     """The workflow type of a run; one clear error when there is no such run."""
+    identifiers.check_workflow_id(workflow_id)
     try:
         return (await client.get_workflow_handle(workflow_id).describe()).workflow_type
     except RPCError as e:
         if e.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            raise LookupFailed(f"no run with workflow id {workflow_id!r}") from None
+            raise LookupFailed(f"no run with workflow id {identifiers.preview(workflow_id, 200)!r}") from None
         raise
 
 
@@ -421,7 +436,7 @@ class LookupFailed(LookupError):
 def _run(coroutine: object) -> int:
     try:
         return int(asyncio.run(coroutine))  # type: ignore[arg-type]
-    except (BadUpload, ToolMissing, NotConfigured, AlreadySubmitted, LookupFailed) as e:
+    except (BadUpload, ToolMissing, NotConfigured, AlreadySubmitted, LookupFailed, identifiers.TooLong) as e:
         raise fail(str(e)) from None
     except WorkflowUpdateFailedError as e:
         raise fail(f"retry refused: {e.cause.message if e.cause else e}") from None  # type: ignore[attr-defined]

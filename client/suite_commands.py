@@ -12,6 +12,7 @@ import typer
 from activities.suite import import_suite, reverse_dependency_targets, source_binaries, suite_mirror
 from activities.suite_indices import SuiteImportError
 from client.cli import app, console, fail
+from models import identifiers
 from models.db import make_engine, make_sessionmaker
 from worker.connect import NotConfigured, resolve_database
 from worker.settings import Settings
@@ -107,6 +108,10 @@ def rdeps_command(
     """List the source packages whose autopkgtests an upload of SOURCE triggers."""
     if arch not in Settings().architectures:
         raise fail(f"unknown architecture {arch!r}")
+    try:
+        identifiers.check_name(source)
+    except identifiers.TooLong as e:
+        raise fail(str(e)) from None
     engine = make_engine(_database_url())
     try:
         with make_sessionmaker(engine)() as session:

@@ -51,6 +51,24 @@ def _system_user() -> str | None:
     return POSTGRES_SYSTEM_USER
 
 
+class UnreachableDataDirectory(RuntimeError):
+    """The system user PostgreSQL runs as (when we are root) cannot reach the cluster's directory."""
+
+
+def blocking_directory(path: Path, user: str) -> Path | None:
+    """The first directory on the way to `path` (itself included, where it exists) that `user` may not
+    enter, or None. Asked of the kernel as that user, so ACLs and group membership count."""
+    chain = [p for p in [*reversed(path.parents), path] if p.exists()]
+    found = subprocess.run(
+        ["sh", "-c", 'for d do [ -x "$d" ] || { printf %s "$d"; exit 1; }; done', "sh", *map(str, chain)],
+        user=user,
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    return Path(found.stdout) if found.returncode != 0 and found.stdout else None
+
+
 class EmbeddedPostgres:
     """One PostgreSQL server on 127.0.0.1:port with its cluster in `root`."""
 
@@ -81,7 +99,22 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
 
+    def check_reachable(self) -> None:
+        """Refuse, in one line, a cluster directory the system user cannot reach: initdb would fail with
+        "Permission denied" (a state directory under a private 0700 directory, e.g. from `mktemp -d`)."""
+        if self.user is None:
+            return
+        blocked = blocking_directory(self.root, self.user)
+        if blocked is not None:
+            raise UnreachableDataDirectory(
+                f"the embedded PostgreSQL runs as system user {self.user}, which cannot enter {blocked} "
+                f"(mode {blocked.stat().st_mode & 0o7777:04o}) on the way to its data in {self.root}: "
+                "choose a state directory it can reach (DEBFLOW_STATE_DIR), or let it in "
+                f"(chmod o+x {blocked})"
+            )
+
     def start(self, timeout: float = 60) -> None:
+        self.check_reachable()
         self.root.mkdir(parents=True, exist_ok=True)
         self._chown(self.root)
         if not (self.data / "PG_VERSION").exists():

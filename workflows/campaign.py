@@ -10,6 +10,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from models import identifiers
     from models.campaign import (
         BatchInput,
         BatchResult,
@@ -26,6 +27,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.campaign_batch import CampaignBatchWorkflow
     from workflows.policies import DB_RETRY
 
+# Runs recorded before ids were bounded (models.identifiers) named their batches CAMPAIGN-ARCH-batch-NNNN
+# whatever the length, and took any trigger name.
+BOUNDED_IDS_PATCH = "bounded-identifiers"
+
 
 @workflow.defn(name="Campaign")
 class CampaignWorkflow:
@@ -33,6 +38,7 @@ class CampaignWorkflow:
 
     def __init__(self) -> None:
         self._progress = CampaignProgress()
+        self._bounded_ids = False
 
     @workflow.query
     def progress(self) -> CampaignProgress:
@@ -51,6 +57,15 @@ class CampaignWorkflow:
                 type="BadCampaign",
                 non_retryable=True,
             )
+        self._bounded_ids = workflow.patched(BOUNDED_IDS_PATCH)
+        if self._bounded_ids:
+            try:
+                # A run started without start_campaign (`temporal workflow start`) is checked here.
+                identifiers.check_package(
+                    params.trigger_source, params.trigger_version, params.trigger_binaries
+                )
+            except identifiers.TooLong as e:
+                raise ApplicationError(str(e), type="BadCampaign", non_retryable=True) from None
         workflow.upsert_search_attributes(
             [
                 sa.PACKAGE.value_set(params.trigger_source),
@@ -168,7 +183,10 @@ class CampaignWorkflow:
         return total
 
     async def _batch(self, index: int, batch: BatchInput) -> BatchResult:
-        child_id = f"{batch.campaign_id}-{batch.architecture}-batch-{index:04d}"
+        if self._bounded_ids:
+            child_id = identifiers.batch_id(batch.campaign_id, batch.architecture, index)
+        else:
+            child_id = f"{batch.campaign_id}-{batch.architecture}-batch-{index:04d}"
         self._progress.running_batches.append(child_id)
         try:
             result: BatchResult = await workflow.execute_child_workflow(
