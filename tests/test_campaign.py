@@ -21,6 +21,7 @@ from models.campaign import (
     CampaignInput,
     CampaignTarget,
     ClaimReferencesInput,
+    ClaimReferencesResult,
     ReferenceKey,
     RunOutcome,
     RunResult,
@@ -96,24 +97,27 @@ def _keys(count: int, state: str = "s" * 64) -> list[ReferenceKey]:
     ]
 
 
-def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
+async def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
     sessions: sessionmaker[Session], settings: Settings
 ) -> None:
+    # Without a Temporal client only the lease clock tells a claim is stale (these owners are no workflows).
     tasks, env = _tasks(sessions, settings), ActivityEnvironment()
     keys = _keys(3)
     names = [k.name for k in keys]
 
-    def claim(owner: str) -> object:
-        return env.run(
+    async def claim(owner: str) -> ClaimReferencesResult:
+        found: ClaimReferencesResult = await env.run(
             tasks.claim_references,
             ClaimReferencesInput(keys=keys, owner=owner, max_age_days=30, lease_s=3600),
         )
+        return found
 
-    first = claim("campaign-a")
-    assert first.claimed == sorted(names) and not first.waiting and not first.found  # type: ignore[attr-defined]
-    second = claim("campaign-b")  # a is running them: b waits instead of running them again
-    assert second.waiting == sorted(names) and not second.claimed  # type: ignore[attr-defined]
-    assert claim("campaign-a").claimed == sorted(names)  # type: ignore[attr-defined]  # a retry of a's own claim
+    first = await claim("campaign-a")
+    assert first.claimed == sorted(names) and not first.waiting and not first.found
+    second = await claim("campaign-b")  # a is running them: b waits instead of running them again
+    assert second.waiting == sorted(names) and not second.claimed
+    assert second.owners == dict.fromkeys(names, "campaign-a")
+    assert (await claim("campaign-a")).claimed == sorted(names)  # a retry of a's own claim
 
     outcome = RunOutcome(result=RunResult.PASS, exit_code=0, tests={"t": "PASS"})
     written = env.run(
@@ -126,8 +130,8 @@ def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
         StoreReferencesInput(owner="campaign-a", results=dict.fromkeys(names, outcome), keys=keys),
     )
     assert again == 3  # finished_at moved on: the rows do change
-    reused = claim("campaign-b")
-    assert set(reused.found) == set(names) and reused.found[names[0]].result is RunResult.PASS  # type: ignore[attr-defined]
+    reused = await claim("campaign-b")
+    assert set(reused.found) == set(names) and reused.found[names[0]].result is RunResult.PASS
 
     with sessions.begin() as session:  # one reference grows old, one owner's lease ran out
         session.execute(
@@ -138,8 +142,8 @@ def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
             ),
             {"old": "2020-01-01T00:00:00+00:00", "name": names[0]},
         )
-    after = claim("campaign-c")
-    assert after.claimed == [names[0]] and set(after.found) == set(names[1:])  # type: ignore[attr-defined]
+    after = await claim("campaign-c")
+    assert after.claimed == [names[0]] and set(after.found) == set(names[1:])
     with sessions() as session:
         history = session.execute(
             text("SELECT count(*) FROM collection_item WHERE name = :name"), {"name": names[0]}
@@ -147,13 +151,13 @@ def test_references_are_claimed_once_reused_while_fresh_and_retaken_when_stale(
     assert history == 2  # the stale one is kept, soft-removed, as history
 
 
-def test_an_expired_lease_is_taken_over(sessions: sessionmaker[Session], settings: Settings) -> None:
+async def test_an_expired_lease_is_taken_over(sessions: sessionmaker[Session], settings: Settings) -> None:
     tasks, env = _tasks(sessions, settings), ActivityEnvironment()
     keys = _keys(2)
-    env.run(
+    await env.run(
         tasks.claim_references, ClaimReferencesInput(keys=keys, owner="crashed", max_age_days=30, lease_s=0)
     )
-    taken = env.run(
+    taken = await env.run(
         tasks.claim_references, ClaimReferencesInput(keys=keys, owner="rescuer", max_age_days=30, lease_s=60)
     )
     assert taken.claimed == sorted(k.name for k in keys)

@@ -144,6 +144,8 @@ def build_worker(
         heartbeat_interval=settings.heartbeat_interval,
         expiration_days=settings.artifact_expiration_days,
         max_unpacked_bytes=settings.max_unpacked_bytes,
+        missing_file_tries=settings.missing_file_tries,
+        missing_file_backoff_s=settings.missing_file_backoff_s,
     )
     estimator = TimeoutEstimator(
         sessions=sessions,
