@@ -135,9 +135,10 @@ class PoolCache:
             if e.code in (404, 410):
                 raise NotOnMirror(f"the mirror {mirror} has no {wanted.path} (HTTP {e.code})") from None
             raise
-        except FileNotFoundError:
+        except urllib.error.URLError as e:
             partial.unlink(missing_ok=True)
-            if url.startswith("file:"):
+            # A file:// mirror (a local archive) reports a missing file this way.
+            if isinstance(e.reason, FileNotFoundError):
                 raise NotOnMirror(f"the mirror {mirror} has no {wanted.path} (no such file)") from None
             raise
         except BaseException:
