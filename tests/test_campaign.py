@@ -18,6 +18,7 @@ from activities.campaign_tasks import CampaignTasks
 from activities.store import ArtifactStore
 from activities.suite import import_suite
 from client.campaigns import start_campaign
+from client.status import batches_waiting
 from models.campaign import (
     BatchInput,
     CampaignInput,
@@ -320,6 +321,8 @@ async def test_a_claim_of_a_terminated_batch_is_taken_over_at_once(
     assert progress.waiting_text().startswith("waiting for reference ") and f"(run by {first})" in (
         progress.waiting_text()
     )
+    (line,) = await batches_waiting(client, [first, second])  # what `debflow status` prints
+    assert line == f"{second}: {progress.waiting_text()}"
     # Terminated: no workflow code runs, the claims stay "running" with hours of lease left.
     await dead.terminate("test: a batch killed mid-run")
     assert await asyncio.to_thread(_running_claims, sessions, first) == len(targets)
