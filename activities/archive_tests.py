@@ -62,7 +62,11 @@ CHUNK = 1024 * 1024
 
 
 class NotOnMirror(LookupError):
-    """The suite's index names a file the mirror no longer has: the suite was imported too long ago."""
+    """The suite's index names a file the mirror does not serve (HTTP 404 or 410, or no such file).
+
+    Nothing tells why: a partial mirror, one in the middle of a sync or lagging, or a suite imported
+    long ago all look the same; the run retries a few times, then the target is UNTESTABLE.
+    """
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ class PoolCache:
     def fetch(self, mirror: str, wanted: PoolFile, into: Path) -> Path:
         cached = self.root / wanted.sha256[:2] / wanted.sha256
         if not cached.exists():
-            self._download(f"{mirror.rstrip('/')}/{wanted.path}", wanted, cached)
+            self._download(mirror, wanted, cached)
         else:
             os.utime(cached)  # recently used: kept by the pruning
         target = into / wanted.name
@@ -114,7 +118,8 @@ class PoolCache:
             shutil.copyfile(cached, target)
         return target
 
-    def _download(self, url: str, wanted: PoolFile, cached: Path) -> None:
+    def _download(self, mirror: str, wanted: PoolFile, cached: Path) -> None:
+        url = f"{mirror.rstrip('/')}/{wanted.path}"
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.part")
         digest, size = hashlib.sha256(), 0
@@ -129,15 +134,13 @@ class PoolCache:
         except urllib.error.HTTPError as e:
             partial.unlink(missing_ok=True)
             if e.code in (404, 410):
-                raise NotOnMirror(
-                    f"{url} is gone from the mirror (HTTP {e.code}): the suite changed since it was "
-                    "imported; import it again"
-                ) from None
+                raise NotOnMirror(f"the mirror {mirror} has no {wanted.path} (HTTP {e.code})") from None
             raise
-        except FileNotFoundError:
+        except urllib.error.URLError as e:
             partial.unlink(missing_ok=True)
-            if url.startswith("file:"):
-                raise NotOnMirror(f"{url} does not exist: the suite changed since it was imported") from None
+            # A file:// mirror (a local archive) reports a missing file this way.
+            if isinstance(e.reason, FileNotFoundError):
+                raise NotOnMirror(f"the mirror {mirror} has no {wanted.path} (no such file)") from None
             raise
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -187,9 +190,20 @@ def _newest_build(
 class ArchiveTests(DebianTasks):
     """The campaign test activity of real executors (the simulated one: activities/campaign_tasks.py)."""
 
-    def __init__(self, *, pool_cache: PoolCache, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pool_cache: PoolCache,
+        missing_file_tries: int = 4,
+        missing_file_backoff_s: float = 60,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.pool_cache = pool_cache
+        # A file the mirror lacks is looked for again after backoff, 2 x backoff, … (a mirror mid-sync)
+        # before the run gives up and its target is UNTESTABLE.
+        self.missing_file_tries = missing_file_tries
+        self.missing_file_backoff_s = missing_file_backoff_s
         # Suite look-ups per (suite, state, target, version, architecture, trigger): a campaign asks for
         # the same trigger binaries in every run; suite states never change once computed.
         self._files: OrderedDict[tuple[str, ...], tuple[str, RunFiles]] = OrderedDict()
@@ -280,7 +294,25 @@ class ArchiveTests(DebianTasks):
             if reused is not None:
                 return reused
             with self._workspace() as work:
-                return self._run(params, work, started, clock)
+                try:
+                    return self._run(params, work, started, clock)
+                except NotOnMirror as e:
+                    raise self._not_on_mirror(e) from e
+
+    def _not_on_mirror(self, missing: NotOnMirror) -> ApplicationError:
+        """A retry after a backoff while tries are left; then a non-retryable error, which the batch
+        records as the target's UNTESTABLE verdict."""
+        tries = activity.info().attempt
+        if tries < self.missing_file_tries:
+            delay = self.missing_file_backoff_s * 2 ** (tries - 1)
+            return ApplicationError(
+                f"{missing} (try {tries} of {self.missing_file_tries}, next in {delay:g} s)",
+                type="NotOnMirror",
+                next_retry_delay=dt.timedelta(seconds=delay),
+            )
+        return ApplicationError(
+            f"{missing}, still after {tries} tries", type="NotOnMirror", non_retryable=True
+        )
 
     def _run(self, params: RunInput, work: Path, started: dt.datetime, clock: float) -> RunOutcome:
         mirror, files = self._suite_files(params)

@@ -16,8 +16,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import Text
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities import faults, simulated
 from activities.errors import translate_errors
@@ -31,6 +32,7 @@ from models.campaign import (
     ClaimReferencesResult,
     PlanInput,
     RecordRunsInput,
+    ReleaseReferencesInput,
     RunContext,
     RunInput,
     RunOutcome,
@@ -41,6 +43,10 @@ from models.campaign import (
 
 QA_RESULTS = "debian:qa-results"
 EXIT_CODES = {RunResult.PASS: 0, RunResult.FAIL: 4, RunResult.NEUTRAL: 8}
+# The task history's result of a run: an UNTESTABLE run is an infrastructure error (`debflow status`).
+HISTORY_RESULTS = {RunResult.FAIL: "failure", RunResult.UNTESTABLE: "error"}
+# Owners of the claims a batch waits for, described at once: a handful in practice (one per batch).
+DESCRIBES_IN_FLIGHT = 16
 
 _ENSURE_COLLECTION = text(
     "INSERT INTO collection (name, category, retains_artifacts) VALUES (:suite, :category, true) "
@@ -63,6 +69,12 @@ _CLAIM = text(
     "FROM unnest(:names, :datas) AS c(name, data) ORDER BY c.name "
     "ON CONFLICT (collection_id, name) WHERE removed_at IS NULL DO NOTHING RETURNING name"
 ).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("datas", type_=ARRAY(JSONB)))
+# Claims given up without a result: retired, so that the next claimer runs the reference.
+_RELEASE = text(
+    "UPDATE collection_item SET removed_at = now(), removed_by_workflow = :owner "
+    "WHERE collection_id = :cid AND name = ANY(:names) AND removed_at IS NULL "
+    "AND data ->> 'owner' = :owner AND data ->> 'state' = 'running'"
+).bindparams(bindparam("names", type_=ARRAY(Text)))
 _STORE = text(
     "UPDATE collection_item AS i SET data = r.data, artifact_id = r.artifact_id "
     "FROM unnest(:names, :datas, :artifacts) AS r(name, data, artifact_id) "
@@ -77,7 +89,8 @@ _STORE = text(
 
 _EXPECTED = text(
     "SELECT subject, percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) FROM task_history "
-    "WHERE task_name = :task AND context = :context AND subject = ANY(:sources) GROUP BY subject"
+    "WHERE task_name = :task AND context = :context AND subject = ANY(:sources) "
+    "AND result IN ('success', 'failure') GROUP BY subject"
 ).bindparams(bindparam("sources", type_=ARRAY(Text)))
 
 
@@ -159,10 +172,41 @@ class CampaignTasks:
         return {source: float(seconds) for source, seconds in rows}
 
     @activity.defn(name="claim_references")
-    def claim_references(self, params: ClaimReferencesInput) -> ClaimReferencesResult:
-        """Reuse fresh references, claim missing or stale ones, and name those others run now."""
+    async def claim_references(self, params: ClaimReferencesInput) -> ClaimReferencesResult:
+        """Reuse fresh references, claim missing or stale ones, and name those others run now.
+
+        A claim is stale when its lease ran out or when Temporal says its owner workflow is closed (a
+        terminated batch runs no code to release its claims): such a claim is taken over at once.
+        """
         if not params.keys:
             return ClaimReferencesResult()
+        result = await asyncio.to_thread(self._claim, params, frozenset())
+        if result.waiting and self.client is not None:
+            closed = await self._closed_owners(set(result.owners.values()))
+            if closed:
+                result = await asyncio.to_thread(self._claim, params, closed)
+        return result
+
+    async def _closed_owners(self, owners: set[str]) -> frozenset[str]:
+        """The owners whose workflow is not running (closed, or unknown to Temporal)."""
+        assert self.client is not None
+        client, limit = self.client, asyncio.Semaphore(DESCRIBES_IN_FLIGHT)
+
+        async def closed(owner: str) -> bool:
+            async with limit:
+                try:
+                    described = await client.get_workflow_handle(owner).describe()
+                except RPCError as e:
+                    if e.status is RPCStatusCode.NOT_FOUND:
+                        return True  # gone from Temporal's retention: long closed
+                    activity.logger.warning("cannot describe claim owner %s: %s", owner, e)
+                    return False  # the lease clock decides
+            return described.status is not WorkflowExecutionStatus.RUNNING
+
+        found = await asyncio.gather(*(closed(o) for o in sorted(owners)))
+        return frozenset(o for o, gone in zip(sorted(owners), found, strict=True) if gone)
+
+    def _claim(self, params: ClaimReferencesInput, closed_owners: frozenset[str]) -> ClaimReferencesResult:
         suites = {k.suite for k in params.keys}
         if len(suites) != 1:
             raise ApplicationError("references of one claim must share a suite", non_retryable=True)
@@ -183,8 +227,11 @@ class CampaignTasks:
                         stale.append(item_id)
                 elif data.get("owner") == params.owner:
                     ours.append(name)  # a retry of our own claim
+                elif data.get("owner") in closed_owners:
+                    stale.append(item_id)  # its batch was terminated or failed without releasing it
                 elif dt.datetime.fromisoformat(data["lease_until"]) > now:
                     result.waiting.append(name)
+                    result.owners[name] = str(data.get("owner"))
                 else:
                     stale.append(item_id)  # its campaign stopped without storing a result
             if stale:
@@ -208,6 +255,18 @@ class CampaignTasks:
             result.waiting = sorted(set(result.waiting) | (set(wanted) - claimed))
         return result
 
+    @activity.defn(name="release_references")
+    def release_references(self, params: ReleaseReferencesInput) -> int:
+        """Retire claims the owner gives up without a result; returns how many were still held."""
+        if not params.keys:
+            return 0
+        with self.sessions.begin() as session:
+            cid = _collection_id(session, params.keys[0].suite)
+            released = session.execute(
+                _RELEASE, {"cid": cid, "names": [k.name for k in params.keys], "owner": params.owner}
+            )
+            return int(released.rowcount)  # type: ignore[attr-defined]
+
     @staticmethod
     def _item_data(key: dict[str, Any], **fields: Any) -> dict[str, Any]:
         # task/package/architecture are what retention groups QA results by.
@@ -215,7 +274,14 @@ class CampaignTasks:
 
     @activity.defn(name="store_reference_results")
     def store_reference_results(self, params: StoreReferencesInput) -> int:
-        """Record claimed references as done; returns the number of items written."""
+        """Record claimed references as done; returns the number of items written. An UNTESTABLE run is
+        no reference: its claim is released instead, and the next campaign tries again."""
+        untestable = [k for k in params.keys if params.results[k.name].result is RunResult.UNTESTABLE]
+        if untestable:
+            released = self.release_references(ReleaseReferencesInput(owner=params.owner, keys=untestable))
+            return released + self.store_reference_results(
+                params.model_copy(update={"keys": [k for k in params.keys if k not in untestable]})
+            )
         if not params.keys:
             return 0
         finished = dt.datetime.now(dt.UTC).isoformat()
@@ -293,11 +359,12 @@ class CampaignTasks:
                 "workflow_id": workflow_id,
                 "started_at": run.outcome.started_at or dt.datetime.now(dt.UTC),
                 "duration_s": run.outcome.duration_s,
-                "result": "failure" if run.outcome.result is RunResult.FAIL else "success",
+                "result": HISTORY_RESULTS.get(run.outcome.result, "success"),
                 "data": {
                     "version": run.target.version,
                     "attempt": run.attempt,
                     "simulated": params.simulated,
+                    **({"cause": run.outcome.cause} if run.outcome.cause else {}),
                 },
             }
             for run in params.runs
@@ -350,4 +417,10 @@ class CampaignTasks:
 
     def database_activities(self) -> list[Callable[..., Any]]:
         """The short database work of campaigns (the control queue); tests run on test queues."""
-        return [self.plan_campaign, self.claim_references, self.store_reference_results, self.record_runs]
+        return [
+            self.plan_campaign,
+            self.claim_references,
+            self.store_reference_results,
+            self.release_references,
+            self.record_runs,
+        ]

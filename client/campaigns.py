@@ -30,6 +30,7 @@ COLOURS = {
     Verdict.PASS: "green",
     Verdict.NEUTRAL: "white",
     Verdict.NO_REFERENCE: "magenta",
+    Verdict.UNTESTABLE: "bold yellow",
 }
 
 
@@ -175,7 +176,12 @@ async def watch_campaign(client: Client, workflow_id: str, console: Console) -> 
                     continue
                 if batch_id not in per_batch:
                     per_batch[batch_id] = bars.add_task("", total=batch.targets, name=batch_id[-44:])
-                bars.update(per_batch[batch_id], completed=batch.done_targets, total=batch.targets)
+                bars.update(
+                    per_batch[batch_id],
+                    completed=batch.done_targets,
+                    total=batch.targets,
+                    description=batch.waiting_text(),
+                )
                 running[batch_id] = batch
             for batch_id in [b for b in per_batch if b not in state.running_batches]:
                 bars.remove_task(per_batch.pop(batch_id))
@@ -232,6 +238,10 @@ def print_campaign_report(
                 str(v.reference_log_artifact_id or ""),
             )
         console.print(table)
+    for v in sorted((v for v in report.notable if v.verdict is Verdict.UNTESTABLE), key=lambda v: v.source):
+        console.print(
+            f"[{COLOURS[v.verdict]}]UNTESTABLE[/] {v.source} {v.version} {v.architecture}: {v.cause}"
+        )
     url = workflow_url(ui_url, namespace, report.workflow_id)
     if url:
         console.print(f"  Temporal UI: {url}")

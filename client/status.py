@@ -16,9 +16,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.db_stats import database_stats
-from models.campaign import CampaignProgress
+from models.campaign import BatchProgress, CampaignProgress
 from workflows import queues
 from workflows.campaign import CampaignWorkflow
+from workflows.campaign_batch import CampaignBatchWorkflow
 
 
 class QueueStatus(BaseModel):
@@ -32,6 +33,8 @@ class QueueStatus(BaseModel):
 class CampaignStatus(BaseModel):
     workflow_id: str
     progress: CampaignProgress | None
+    # What its running batches wait for: another campaign's reference runs (BatchProgress.waiting_text).
+    waiting: list[str] = Field(default_factory=list)
 
 
 class FailureRate(BaseModel):
@@ -122,8 +125,25 @@ async def running_campaigns(client: Client, limit: int = 20) -> list[CampaignSta
             progress: CampaignProgress | None = await handle.query(CampaignWorkflow.progress)
         except RPCError:
             progress = None  # no worker has picked it up yet
-        found.append(CampaignStatus(workflow_id=execution.id, progress=progress))
+        waiting = await batches_waiting(client, progress.running_batches if progress else [])
+        found.append(CampaignStatus(workflow_id=execution.id, progress=progress, waiting=waiting))
     return found
+
+
+async def batches_waiting(client: Client, batch_ids: list[str]) -> list[str]:
+    """'BATCH: waiting for reference … (run by …)' for each running batch that waits on another's run."""
+
+    async def progress(batch_id: str) -> BatchProgress | None:
+        try:
+            found: BatchProgress = await client.get_workflow_handle_for(
+                CampaignBatchWorkflow.run, batch_id
+            ).query(CampaignBatchWorkflow.progress)
+        except RPCError:
+            return None
+        return found
+
+    found = await asyncio.gather(*(progress(b) for b in batch_ids))
+    return [f"{b}: {p.waiting_text()}" for b, p in zip(batch_ids, found, strict=True) if p and p.waiting_for]
 
 
 def database_health(engine: Engine) -> tuple[DatabaseHealth, FailureRate]:
@@ -194,6 +214,8 @@ def print_status(status: Status, console: Console) -> None:
                 f"{p.counts.get('REGRESSION', 0)} regressions"
             )
         console.print(f"campaign {campaign.workflow_id}: {detail}")
+        for line in campaign.waiting:
+            console.print(f"  {line}")
     rate = status.last_hour
     console.print(
         f"last hour: {rate.tasks} tasks, {rate.package_failures} package failures, "

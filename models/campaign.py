@@ -15,6 +15,9 @@ class RunResult(enum.StrEnum):
     PASS = "PASS"  # exit 0 or 2
     FAIL = "FAIL"  # 4, 6, 12, 14 and anything else that is not infrastructure
     NEUTRAL = "NEUTRAL"  # 8: no test ran
+    # autopkgtest could not run: a file the mirror lacks, a source that does not unpack, a non-retryable
+    # executor error. Says nothing about the package; never stored as a reference.
+    UNTESTABLE = "UNTESTABLE"
 
 
 class Verdict(enum.StrEnum):
@@ -27,6 +30,7 @@ class Verdict(enum.StrEnum):
     PASS = "PASS"
     NEUTRAL = "NEUTRAL"
     NO_REFERENCE = "NO-REFERENCE"
+    UNTESTABLE = "UNTESTABLE"  # the new or the reference run could not run (TargetVerdict.cause)
 
 
 class Side(enum.StrEnum):
@@ -149,13 +153,14 @@ class RunInput(RunContext):
 
 class RunOutcome(BaseModel):
     result: RunResult
-    exit_code: int
+    exit_code: int | None = None  # None: autopkgtest did not run (UNTESTABLE)
     tests: dict[str, str] = Field(default_factory=dict)  # test name → PASS/FAIL/SKIP/…
     log_artifact_id: int | None = None
     duration_s: float = 0.0
     # For the task history the batch records in bulk.
     started_at: datetime | None = None
     worker: str = ""
+    cause: str | None = None  # why an UNTESTABLE run could not run
 
 
 class RunRecord(BaseModel):
@@ -198,6 +203,14 @@ class ClaimReferencesResult(BaseModel):
     found: dict[str, RunOutcome] = Field(default_factory=dict)  # key name → stored result
     claimed: list[str] = Field(default_factory=list)  # we run these
     waiting: list[str] = Field(default_factory=list)  # someone else runs these now
+    owners: dict[str, str] = Field(default_factory=dict)  # waiting key name → the workflow running it
+
+
+class ReleaseReferencesInput(BaseModel):
+    """Claims a batch gives up without a result (it failed or was cancelled): the next claimer runs them."""
+
+    owner: str
+    keys: list[ReferenceKey]
 
 
 class StoreReferencesInput(BaseModel):
@@ -217,6 +230,7 @@ class TargetVerdict(BaseModel):
     new_log_artifact_id: int | None = None
     reference_log_artifact_id: int | None = None
     attempts: int = 1
+    cause: str | None = None  # UNTESTABLE: which side could not run, and why
 
 
 class BatchResult(BaseModel):
@@ -252,6 +266,18 @@ class BatchProgress(BaseModel):
     counts: dict[str, int]
     expected_total_s: float = 0.0
     expected_done_s: float = 0.0
+    # While another campaign runs references this batch needs: reference key name → that workflow's id.
+    waiting_for: dict[str, str] = Field(default_factory=dict)
+
+    def waiting_text(self) -> str:
+        """'waiting for REFERENCE (run by WORKFLOW)' and how many more, or '' when not waiting."""
+        if not self.waiting_for:
+            return ""
+        name, owner = min(self.waiting_for.items())
+        more = len(self.waiting_for) - 1
+        return f"waiting for reference {name} (run by {owner or 'another batch'})" + (
+            f" and {more} more" if more else ""
+        )
 
 
 class CampaignProgress(BaseModel):

@@ -21,7 +21,10 @@ def run_result(exit_code: int) -> RunResult | None:
 
 
 def compare(new: RunResult, reference: RunResult | None) -> Verdict:
-    """The class of a new run given its reference run (None: no reference exists yet)."""
+    """The class of a new run given its reference run (None: no reference exists yet). A run that could
+    not run on either side decides nothing: UNTESTABLE, never a regression or a pass."""
+    if RunResult.UNTESTABLE in (new, reference):
+        return Verdict.UNTESTABLE
     if reference is None:
         return Verdict.NO_REFERENCE
     if new is RunResult.FAIL:
@@ -33,6 +36,8 @@ def compare(new: RunResult, reference: RunResult | None) -> Verdict:
 
 def after_rerun(rerun: RunResult) -> Verdict:
     """A REGRESSION is confirmed only if the re-run of the new side fails again."""
+    if rerun is RunResult.UNTESTABLE:
+        return Verdict.UNTESTABLE
     return Verdict.REGRESSION if rerun is RunResult.FAIL else Verdict.FLAKY
 
 

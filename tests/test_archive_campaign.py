@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
 
@@ -15,14 +16,41 @@ from activities.store import ArtifactStore
 from activities.suite import import_suite
 from client.api import submit_upload
 from client.campaigns import campaign_for_upload, start_campaign
-from client.local_archive import build_local_archive, hello_with_a_new_greeting
+from client.local_archive import build_local_archive, hello_with_a_new_greeting, pool_directory
 from models.campaign import CampaignInput, RunResult, Verdict
 from models.payloads import Check, TaskResult
+from models.tables import TaskHistory
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
 
 EXAMPLES = PROJECT_ROOT / "examples"
 PACKAGES = ("hello-debflow", "hello-debflow-doc", "greeter-debflow")
+RELAY = "relay-debflow"
+
+
+def relay_tree(root: Path) -> Path:
+    """Another reverse dependency of hello-debflow with a test; the test below removes its source tarball
+    from the pool, as a partial or lagging mirror serves a .dsc without its archive."""
+    tree = root / RELAY
+    files = {
+        "debian/control": f"Source: {RELAY}\nSection: misc\nPriority: optional\n"
+        "Maintainer: debflow developers <debflow@example.org>\nBuild-Depends: debhelper-compat (= 13)\n"
+        f"Standards-Version: 4.6.2\nRules-Requires-Root: no\n\nPackage: {RELAY}\nArchitecture: all\n"
+        "Depends: hello-debflow, ${misc:Depends}\nDescription: relays hello-debflow (debflow tests)\n"
+        " A reverse dependency whose source the test mirror lacks.\n",
+        "debian/changelog": f"{RELAY} (1.0) unstable; urgency=medium\n\n  * Initial release.\n\n"
+        " -- debflow developers <debflow@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\n",
+        "debian/rules": "#!/usr/bin/make -f\n%:\n\tdh $@\n",
+        "debian/source/format": "3.0 (native)\n",
+        "debian/tests/control": "Tests: greets\nDepends: @\n",
+        "debian/tests/greets": "#!/bin/sh\nset -e\nhello-debflow\n",
+    }
+    for name, content in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(content)
+    for name in ("debian/rules", "debian/tests/greets"):
+        (tree / name).chmod(0o755)
+    return tree
 
 
 async def test_real_campaign_with_the_host_executor_confirms_a_regression(
@@ -37,9 +65,11 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     archive = await asyncio.to_thread(
         build_local_archive,
         tmp_path / "mirror",
-        [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow"],
+        [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow", relay_tree(tmp_path / "trees")],
         suite=suite,
     )
+    missing = f"{pool_directory(RELAY)}/{RELAY}_1.0.tar.xz"
+    (archive.root / missing).unlink()  # still listed in Sources, like a mirror mid-sync
     import_suite(
         sessions=sessions,
         name=suite,
@@ -62,9 +92,14 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     report = await asyncio.wait_for(campaign.result(), timeout=600)
 
     assert not report.simulated
-    # hello-debflow itself: its updated tests pass with 1.1 and its old ones with 1.0.
-    assert report.counts == {Verdict.REGRESSION: 1, Verdict.PASS: 1}, report.notable
-    (greeter,) = report.notable
+    # hello-debflow itself: its updated tests pass with 1.1 and its old ones with 1.0; the target whose
+    # source the mirror lacks is UNTESTABLE and does not stop the others.
+    assert report.counts == {Verdict.REGRESSION: 1, Verdict.PASS: 1, Verdict.UNTESTABLE: 1}, report.notable
+    (greeter,) = [v for v in report.notable if v.verdict is not Verdict.UNTESTABLE]
+    (relay,) = [v for v in report.notable if v.verdict is Verdict.UNTESTABLE]
+    assert relay.source == RELAY and relay.cause is not None
+    assert f"the mirror {archive.mirror} has no {missing} (no such file), still after 4 tries" in relay.cause
+    assert relay.new is RunResult.UNTESTABLE and relay.new_log_artifact_id is None
     assert greeter.source == "greeter-debflow" and greeter.verdict is Verdict.REGRESSION
     assert greeter.attempts == 2  # confirmed by a re-run of the new side
     assert greeter.new is RunResult.FAIL and greeter.reference is RunResult.PASS
@@ -79,8 +114,16 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     artifact = store.artifacts([greeter.new_log_artifact_id])[greeter.new_log_artifact_id]
     assert artifact.data["virt_server"] == "host:null" and artifact.data["exit_code"] == 4
     assert installed_packages(list(PACKAGES)) == [], "the host executor must remove what the tests installed"
-    await replay(client, campaign.id, "campaign-root-real")
-    await replay(client, f"{campaign.id}-amd64-batch-0000", "campaign-batch-real")
+    # Both runs of the untestable target are infrastructure errors in the task history (`debflow status`).
+    batch = f"{campaign.id}-amd64-batch-0000"
+    with sessions() as session:
+        runs = session.scalars(
+            select(TaskHistory).where(TaskHistory.workflow_id == batch, TaskHistory.subject == RELAY)
+        ).all()
+    assert sorted(r.context.rsplit("/", 1)[1] for r in runs) == ["new", "reference"]
+    assert {r.result for r in runs} == {"error"} and all(missing in r.data["cause"] for r in runs)
+    await replay(client, campaign.id, "campaign-root-real-untestable")
+    await replay(client, batch, "campaign-batch-real-untestable")
 
 
 async def test_real_campaign_without_the_upload_binaries_is_refused(

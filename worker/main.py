@@ -145,6 +145,8 @@ def build_worker(
         expiration_days=settings.artifact_expiration_days,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_archive_members=settings.max_archive_members,
+        missing_file_tries=settings.missing_file_tries,
+        missing_file_backoff_s=settings.missing_file_backoff_s,
     )
     estimator = TimeoutEstimator(
         sessions=sessions,

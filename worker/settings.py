@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # that architecture); campaign tests wait as long as their campaign runs.
     queue_wait_s: float = Field(default=24 * 3600, gt=0)
     artifact_expiration_days: int = 30
+    # A campaign run whose file the mirror lacks tries again after backoff, 2 x backoff, … (a mirror may
+    # be mid-sync); after this many tries its target is UNTESTABLE.
+    missing_file_tries: int = Field(default=4, ge=1)
+    missing_file_backoff_s: float = Field(default=60, gt=0)
 
     # Retention and expiry (README "Retention and expiry").
     task_history_keep: int = Field(default=5, ge=1)

@@ -31,6 +31,10 @@ with workflow.unsafe.imports_passed_through():
 # whatever the length, and took any trigger name.
 BOUNDED_IDS_PATCH = "bounded-identifiers"
 
+# Runs recorded before a cancelled campaign cancelled its running batches (they were terminated when it
+# closed, without releasing their reference claims).
+CANCEL_BATCHES_PATCH = "campaign-cancels-batches"
+
 
 @workflow.defn(name="Campaign")
 class CampaignWorkflow:
@@ -167,7 +171,16 @@ class CampaignWorkflow:
             while queue and len(running) < params.batches_in_flight:
                 index, batch = queue.pop(0)
                 running.add(asyncio.ensure_future(self._batch(index, batch)))
-            finished, pending = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                finished, pending = await workflow.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # Only this coroutine is cancelled: cancel the batches too and wait until they have
+                # released their reference claims and stopped their runs.
+                if workflow.patched(CANCEL_BATCHES_PATCH):
+                    for task in running:
+                        task.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
+                raise
             running = set(pending)
             for task in finished:
                 total.add(task.result())

@@ -6,6 +6,8 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
+from temporalio.exceptions import CancelledError as ActivityCancelled
 
 with workflow.unsafe.imports_passed_through():
     from models.campaign import (
@@ -17,11 +19,13 @@ with workflow.unsafe.imports_passed_through():
         ClaimReferencesResult,
         RecordRunsInput,
         ReferenceKey,
+        ReleaseReferencesInput,
         RunContext,
         RunInput,
         RunOutcome,
         RunRecord,
         RunRequest,
+        RunResult,
         Side,
         StoreReferencesInput,
         TargetVerdict,
@@ -33,7 +37,18 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
     from workflows.upload_pipeline import QUEUES_PATCH
 
-NOTABLE = {Verdict.REGRESSION, Verdict.FLAKY, Verdict.ALWAYSFAIL, Verdict.IMPROVEMENT, Verdict.NO_REFERENCE}
+NOTABLE = {
+    Verdict.REGRESSION,
+    Verdict.FLAKY,
+    Verdict.ALWAYSFAIL,
+    Verdict.IMPROVEMENT,
+    Verdict.NO_REFERENCE,
+    Verdict.UNTESTABLE,
+}
+# Runs recorded before a test that could not run became its target's UNTESTABLE verdict (the batch
+# failed instead), and before a failed or cancelled batch released its reference claims.
+UNTESTABLE_PATCH = "campaign-untestable-targets"
+RELEASE_PATCH = "campaign-batch-releases-claims"
 
 
 # Claims, results and history are one short transaction each: a worker killed during one should cost
@@ -52,6 +67,10 @@ class CampaignBatchWorkflow:
         self._progress = BatchProgress(targets=0, done_targets=0, counts={})
         self._test_queue: str | None = None
         self._context: RunContext | None = None
+        # Reference claims this batch holds without a stored result, and the test runs it started in
+        # the current chunk: what a failed or cancelled batch gives up.
+        self._claimed: dict[str, ReferenceKey] = {}
+        self._runs: list[asyncio.Future[RunOutcome]] = []
 
     @workflow.query
     def progress(self) -> BatchProgress:
@@ -66,6 +85,31 @@ class CampaignBatchWorkflow:
 
     @workflow.run
     async def run(self, params: BatchInput) -> BatchResult:
+        try:
+            return await self._run(params)
+        except (Exception, asyncio.CancelledError):
+            # Not on continue-as-new (a BaseException, and no claim is held between chunks) nor on a
+            # worker's eviction of the workflow from its cache (another BaseException).
+            if self._claimed and workflow.patched(RELEASE_PATCH):
+                await self._give_up()
+            raise
+
+    async def _give_up(self) -> None:
+        """Stop the runs in flight and release the claims held, so that the next campaign needing these
+        references runs them at once instead of waiting for the lease to run out."""
+        for run in self._runs:
+            run.cancel()
+        keys = list(self._claimed.values())
+        await workflow.execute_activity(
+            "release_references",
+            ReleaseReferencesInput(owner=workflow.info().workflow_id, keys=keys),
+            start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
+            retry_policy=DB_RETRY,
+            summary=f"release {len(keys)} reference claims",
+        )
+        self._claimed.clear()
+
+    async def _run(self, params: BatchInput) -> BatchResult:
         done, remaining = params.done, list(params.targets)
         campaign = params.campaign
         self._context = RunContext(
@@ -163,7 +207,7 @@ class CampaignBatchWorkflow:
             if side is not Side.NEW:  # the reference side installs nothing of the upload
                 arg = arg.model_copy(update={"new_source_artifact_id": None, "new_binary_artifact_ids": []})
             activity = "run_archive_test"
-        return workflow.start_activity(
+        run = workflow.start_activity(
             activity,
             arg,
             result_type=RunOutcome,
@@ -173,6 +217,20 @@ class CampaignBatchWorkflow:
             retry_policy=CAMPAIGN_TEST_RETRY,
             summary=label,
         )
+        self._runs.append(run)
+        # Commands stay in the same order: the activity is scheduled above, the task only awaits it.
+        return asyncio.ensure_future(self._outcome(run))
+
+    @staticmethod
+    async def _outcome(run: asyncio.Future[RunOutcome]) -> RunOutcome:
+        """The run's outcome; a run that failed for good (Temporal retries infrastructure faults until
+        they pass) is UNTESTABLE, with the error as its cause."""
+        try:
+            return await run
+        except ActivityError as e:
+            if isinstance(e.cause, ActivityCancelled) or not workflow.patched(UNTESTABLE_PATCH):
+                raise
+            return RunOutcome(result=RunResult.UNTESTABLE, cause=str(e.cause or e), started_at=workflow.now())
 
     async def _references(
         self,
@@ -190,6 +248,8 @@ class CampaignBatchWorkflow:
         while pending:
             claim = await self._claim(params, [keys[n] for n in pending])
             references |= claim.found
+            self._claimed |= {n: keys[n] for n in claim.claimed}
+            self._progress.waiting_for = {}
             if claim.claimed:
                 runs = [self._test(params, by_name[n], Side.REFERENCE) for n in claim.claimed]
                 outcomes = dict(zip(claim.claimed, await asyncio.gather(*runs), strict=True))
@@ -206,15 +266,24 @@ class CampaignBatchWorkflow:
                 )
                 references |= outcomes
                 ran |= outcomes
+                for name in claim.claimed:
+                    self._claimed.pop(name, None)
             pending = claim.waiting
             if pending:
                 # Another campaign runs these references right now: share its results, don't run twice.
+                self._progress.waiting_for = {n: claim.owners.get(n, "") for n in pending}
+                owners = sorted({o for o in self._progress.waiting_for.values() if o})
+                workflow.set_current_details(
+                    f"waiting for {len(pending)} references run by {', '.join(owners) or 'another batch'}"
+                )
                 await asyncio.gather(*new_runs.values())
                 await workflow.sleep(timedelta(seconds=delay))
                 delay = min(delay * 2, 300)
+        self._progress.waiting_for = {}
         return references, ran
 
     async def _chunk(self, params: BatchInput, chunk: list[CampaignTarget]) -> BatchResult:
+        self._runs = []
         new_runs = {self._key(params, t).name: self._test(params, t, Side.NEW) for t in chunk}
         references, ran = await self._references(params, chunk, new_runs)
         new = {name: await run for name, run in new_runs.items()}
@@ -238,6 +307,7 @@ class CampaignBatchWorkflow:
                 regressed_tests=regressed_tests(new[name].tests, ref.tests if ref else {}),
                 new_log_artifact_id=new[name].log_artifact_id,
                 reference_log_artifact_id=ref.log_artifact_id if ref else None,
+                cause=_cause(new[name], ref),
             )
         suspects = [t for t in chunk if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION]
         reruns = await asyncio.gather(*(self._test(params, t, Side.NEW, attempt=2) for t in suspects))
@@ -247,6 +317,7 @@ class CampaignBatchWorkflow:
             verdicts[name] = verdicts[name].model_copy(
                 update={
                     "verdict": after_rerun(rerun.result),
+                    "cause": _cause(rerun, None),
                     "attempts": 2,
                     "new_log_artifact_id": rerun.log_artifact_id or verdicts[name].new_log_artifact_id,
                 }
@@ -269,3 +340,11 @@ class CampaignBatchWorkflow:
             if decided.verdict in NOTABLE:
                 result.notable.append(decided)
         return result
+
+
+def _cause(new: RunOutcome, reference: RunOutcome | None) -> str | None:
+    """Why a target is UNTESTABLE: the side that could not run and its error."""
+    causes = [
+        f"{side} run: {o.cause}" for side, o in (("new", new), ("reference", reference)) if o and o.cause
+    ]
+    return "; ".join(causes) or None
