@@ -33,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
     from workflows.upload_pipeline import QUEUES_PATCH
 
+# Runs recorded before every target's verdict was stored with the chunk's task history.
+VERDICTS_PATCH = "campaign-verdicts-stored"
 NOTABLE = {Verdict.REGRESSION, Verdict.FLAKY, Verdict.ALWAYSFAIL, Verdict.IMPROVEMENT, Verdict.NO_REFERENCE}
 
 
@@ -251,6 +253,8 @@ class CampaignBatchWorkflow:
                     "new_log_artifact_id": rerun.log_artifact_id or verdicts[name].new_log_artifact_id,
                 }
             )
+        # Every verdict is stored for the report, which lists all targets (the result keeps the notable).
+        stored = list(verdicts.values()) if workflow.patched(VERDICTS_PATCH) else []
         await workflow.execute_activity(
             "record_runs",
             RecordRunsInput(
@@ -258,6 +262,8 @@ class CampaignBatchWorkflow:
                 architecture=params.architecture,
                 simulated=params.campaign.simulation is not None,
                 runs=records,
+                campaign_id=params.campaign_id if stored else None,
+                verdicts=stored,
             ),
             start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
