@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import faults, simulated
+from activities.campaign_verdicts import store_verdicts
 from activities.errors import translate_errors
 from activities.history import WORKER_IDENTITY, record_tasks
 from activities.store import ArtifactStore, NewArtifact
@@ -347,7 +348,13 @@ class CampaignTasks:
 
     @activity.defn(name="record_runs")
     def record_runs(self, params: RecordRunsInput) -> int:
-        """Task history of a chunk's runs, in one transaction instead of one per run."""
+        """Task history of a chunk's runs, in one transaction instead of one per run, after the chunk's
+        verdicts (idempotent: a retry writes them again and duplicates nothing)."""
+        if params.campaign_id and params.verdicts:
+            with self.sessions.begin() as session:
+                store_verdicts(
+                    session, suite=params.suite, campaign_id=params.campaign_id, verdicts=params.verdicts
+                )
         task = "simulated-autopkgtest" if params.simulated else "autopkgtest"
         workflow_id = activity.info().workflow_id
         rows = [

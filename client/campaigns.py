@@ -15,8 +15,16 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 from temporalio.service import RPCError
 
 from client.api import get_report, workflow_url
+from client.failures import ENDED_BADLY
 from models import identifiers
-from models.campaign import BatchProgress, CampaignInput, CampaignProgress, CampaignReport, Verdict
+from models.campaign import (
+    BatchProgress,
+    CampaignInput,
+    CampaignProgress,
+    CampaignReport,
+    TargetVerdict,
+    Verdict,
+)
 from models.payloads import TaskResult
 from workflows import search_attributes as sa
 from workflows.campaign import CampaignWorkflow
@@ -162,7 +170,11 @@ async def watch_campaign(client: Client, workflow_id: str, console: Console) -> 
         per_batch: dict[str, TaskID] = {}
         running: dict[str, BatchProgress] = {}
         while True:
-            closed = (await root.describe()).status != WorkflowExecutionStatus.RUNNING
+            status = (await root.describe()).status
+            if status in ENDED_BADLY:
+                bars.update(overall, description=ENDED_BADLY[status])
+                break  # how it ended is told after the bars
+            closed = status != WorkflowExecutionStatus.RUNNING
             try:
                 state: CampaignProgress = await root.query(CampaignWorkflow.progress)
             except RPCError:
@@ -208,8 +220,14 @@ def _done_targets(state: CampaignProgress) -> int:
 
 
 def print_campaign_report(
-    report: CampaignReport, console: Console, ui_url: str | None, namespace: str
+    report: CampaignReport,
+    console: Console,
+    ui_url: str | None,
+    namespace: str,
+    *,
+    listed: list[TargetVerdict] | None = None,
 ) -> None:
+    """Counts per verdict, then a row per listed target (default: the notable ones)."""
     mode = "[bold magenta]SIMULATED[/] " if report.simulated else ""
     console.print(
         f"{mode}campaign for [bold]{report.trigger_source} {report.trigger_version}[/] in "
@@ -220,16 +238,18 @@ def print_campaign_report(
     counts = Table(show_edge=False)
     for verdict in Verdict:
         counts.add_column(str(verdict))
-    counts.add_row(*[f"[{COLOURS[v]}]{report.counts.get(v, 0)}[/]" for v in Verdict])
+    counts.add_row(*[f"[{COLOURS.get(v, 'white')}]{report.counts.get(v, 0)}[/]" for v in Verdict])
     console.print(counts)
-    listed = [v for v in report.notable if v.verdict in (Verdict.REGRESSION, Verdict.FLAKY)]
+    if listed is None:
+        listed = report.notable
     if listed:
         table = Table(show_edge=False)
         for column in ("verdict", "source", "version", "arch", "regressed tests", "new log", "reference log"):
             table.add_column(column)
-        for v in sorted(listed, key=lambda v: (v.verdict, v.source)):
+        order = list(Verdict)  # most telling first, as the enum lists them
+        for v in sorted(listed, key=lambda v: (order.index(v.verdict), v.source, v.architecture)):
             table.add_row(
-                f"[{COLOURS[v.verdict]}]{v.verdict}[/]",
+                f"[{COLOURS.get(v.verdict, 'white')}]{v.verdict}[/]",
                 v.source,
                 v.version,
                 v.architecture,

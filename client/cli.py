@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.dsc import SOURCE_NAME, VERSION, BadUpload
 from activities.process import ToolMissing
 from client.api import AlreadySubmitted, close_run, get_report, retry_failed, submit_upload, workflow_url
-from client.campaigns import print_campaign_report, start_campaign, watch_campaign
-from client.progress import follow, print_report
+from client.campaigns import start_campaign, watch_campaign
+from client.failures import RunEnded, describe_failure, raise_if_ended_badly, told_in_one_line
+from client.output import make_console
+from client.progress import follow
+from client.reports import campaign_results, print_campaign_results, print_upload_report
 from models import identifiers
 from models.payloads import Check
 from worker.connect import NotConfigured, connect_temporal, resolve
@@ -32,8 +34,8 @@ from workflows.campaign import CampaignWorkflow
 app = typer.Typer(
     help="Build, lint and test Debian uploads on Temporal.", no_args_is_help=True, add_completion=False
 )
-console = Console()
-errors = Console(stderr=True)
+console = make_console()
+errors = make_console(stderr=True)
 # Imported suites may have any name of this shape (bookworm, test-libfoo1).
 SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
 
@@ -131,8 +133,9 @@ def submit(
         if not wait:
             return 0
         await follow(client, [handle.id], console)
-        report = await get_report(client, handle.id)
-        print_report(report, console, url)
+        with told_in_one_line(handle.id):
+            report = await get_report(client, handle.id)
+        print_upload_report(report, console, url, settings)
         return 0 if report.result == "success" else 1
 
     raise typer.Exit(_run(go()))
@@ -141,7 +144,12 @@ def submit(
 @app.command()
 def report(
     workflow_id: str,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the report as JSON (a campaign's: every target)")
+    ] = False,
+    every_target: Annotated[
+        bool, typer.Option("--all", help="a campaign's table lists every target, not only notable ones")
+    ] = False,
 ) -> None:
     """Print the report of an upload or a campaign (waits if it is still running)."""
     settings = Settings()
@@ -151,17 +159,22 @@ def report(
         client = await connect_temporal(endpoints.temporal)
         kind = await _describe(client, workflow_id)
         if kind == "Campaign":
-            campaign = await client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id).result()
+            with told_in_one_line(workflow_id):
+                campaign = await client.get_workflow_handle_for(CampaignWorkflow.run, workflow_id).result()
             if as_json:
-                print(campaign.model_dump_json(indent=2))
+                print(campaign_results(campaign, settings).model_dump_json(indent=2))
             else:
-                print_campaign_report(campaign, console, endpoints.ui_url, client.namespace)
+                print_campaign_results(
+                    campaign, console, endpoints.ui_url, client.namespace, settings, every_target=every_target
+                )
             return 0
-        result = await get_report(client, workflow_id)
+        with told_in_one_line(workflow_id):
+            result = await get_report(client, workflow_id)
         if as_json:
             print(result.model_dump_json(indent=2))
         else:
-            print_report(result, console, workflow_url(endpoints.ui_url, client.namespace, workflow_id))
+            url = workflow_url(endpoints.ui_url, client.namespace, workflow_id)
+            print_upload_report(result, console, url, settings)
         return 0
 
     raise typer.Exit(_run(go()))
@@ -189,8 +202,10 @@ def retry(
         if not wait:
             return 0
         await follow(client, [workflow_id], console)
-        report = await get_report(client, workflow_id)
-        print_report(report, console, workflow_url(endpoints.ui_url, client.namespace, workflow_id))
+        with told_in_one_line(workflow_id):
+            report = await get_report(client, workflow_id)
+        url = workflow_url(endpoints.ui_url, client.namespace, workflow_id)
+        print_upload_report(report, console, url, settings)
         return 0 if report.result == "success" else 1
 
     raise typer.Exit(_run(go()))
@@ -224,6 +239,7 @@ def watch(workflow_id: str) -> None:
             await watch_campaign(client, workflow_id, console)
         else:
             await follow(client, [workflow_id], console)
+        await raise_if_ended_badly(client, workflow_id)
         return 0
 
     raise typer.Exit(_run(go()))
@@ -302,9 +318,10 @@ def campaign(
         client = await connect_temporal(endpoints.temporal)
         if upload is not None:
             try:
-                params = await campaign_for_upload(
-                    client, upload, suite=suite, batch_size=batch_size, target_limit=limit
-                )
+                with told_in_one_line(upload):
+                    params = await campaign_for_upload(
+                        client, upload, suite=suite, batch_size=batch_size, target_limit=limit
+                    )
             except NotBuilt as e:
                 raise fail(str(e)) from None
             except RPCError as e:
@@ -331,7 +348,9 @@ def campaign(
         if not wait:
             return 0
         await watch_campaign(client, handle.id, console)
-        print_campaign_report(await handle.result(), console, endpoints.ui_url, client.namespace)
+        with told_in_one_line(handle.id):
+            report = await handle.result()
+        print_campaign_results(report, console, endpoints.ui_url, client.namespace, settings)
         return 0
 
     raise typer.Exit(_run(go()))
@@ -438,6 +457,10 @@ def _run(coroutine: object) -> int:
         return int(asyncio.run(coroutine))  # type: ignore[arg-type]
     except (BadUpload, ToolMissing, NotConfigured, AlreadySubmitted, LookupFailed, identifiers.TooLong) as e:
         raise fail(str(e)) from None
+    except RunEnded as e:
+        raise fail(str(e), code=1) from None
+    except WorkflowFailureError as e:  # a run's result awaited without its id at hand
+        raise fail(describe_failure("the run", e), code=1) from None
     except WorkflowUpdateFailedError as e:
         raise fail(f"retry refused: {e.cause.message if e.cause else e}") from None  # type: ignore[attr-defined]
     except RPCError as e:
@@ -462,4 +485,4 @@ def main() -> None:
 
 
 import client.data_commands  # noqa: E402,F401
-from client import suite_commands  # noqa: E402,F401
+from client import results_commands, suite_commands  # noqa: E402,F401

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from client.api import get_progress
+from client.failures import ENDED_BADLY
 from models.payloads import TaskReport, TaskStatus, UploadReport
 
 STYLE = {"success": "green", "failure": "red", "error": "bold red", "skipped": "yellow"}
@@ -35,6 +36,10 @@ async def follow(client: Client, workflow_ids: list[str], console: Console) -> N
                 description = await handle.describe()
                 if description.status != WorkflowExecutionStatus.RUNNING:
                     open_runs.discard(wid)
+                if description.status in ENDED_BADLY:
+                    # Its progress would need a replay; how it ended is told once the bars are gone.
+                    bars.update(ids[wid], description=ENDED_BADLY[description.status])
+                    continue
                 try:
                     state = await get_progress(client, wid)
                 except RPCError:

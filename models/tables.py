@@ -216,3 +216,10 @@ Index(
     CollectionItem.created_at,
     postgresql_where=text(f"removed_at IS NULL AND category = '{QA_RESULT_ITEM}'"),
 )
+
+# A campaign's verdicts, one QA result per target (activities/campaign_verdicts.py), removed ones too.
+Index(
+    "ix_collection_item_campaign",
+    CollectionItem.data["campaign"].astext,
+    postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'campaign') IS NOT NULL"),
+)

@@ -49,6 +49,8 @@ NOTABLE = {
 # failed instead), and before a failed or cancelled batch released its reference claims.
 UNTESTABLE_PATCH = "campaign-untestable-targets"
 RELEASE_PATCH = "campaign-batch-releases-claims"
+# Runs recorded before every target's verdict was stored with the chunk's task history.
+VERDICTS_PATCH = "campaign-verdicts-stored"
 
 
 # Claims, results and history are one short transaction each: a worker killed during one should cost
@@ -322,6 +324,8 @@ class CampaignBatchWorkflow:
                     "new_log_artifact_id": rerun.log_artifact_id or verdicts[name].new_log_artifact_id,
                 }
             )
+        # Every verdict is stored for the report, which lists all targets (the result keeps the notable).
+        stored = list(verdicts.values()) if workflow.patched(VERDICTS_PATCH) else []
         await workflow.execute_activity(
             "record_runs",
             RecordRunsInput(
@@ -329,6 +333,8 @@ class CampaignBatchWorkflow:
                 architecture=params.architecture,
                 simulated=params.campaign.simulation is not None,
                 runs=records,
+                campaign_id=params.campaign_id if stored else None,
+                verdicts=stored,
             ),
             start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
