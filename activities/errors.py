@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.dsc import BadUpload
-from activities.executors import InfrastructureError, UnsupportedArchitecture
-from activities.process import Cancelled, ToolMissing
+from activities.debian.dsc import BadUpload
+from activities.tools.executors import InfrastructureError, UnsupportedArchitecture
+from activities.tools.process import Cancelled, ToolMissing
 
 
 @contextlib.contextmanager

@@ -33,9 +33,15 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from activities.db_stats import database_stats
-from activities.expiry import ExpiryActivities
-from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relation, write_resolving_once
+from activities.storage.db_stats import database_stats
+from activities.storage.expiry import ExpiryActivities
+from activities.storage.store import (
+    ArtifactStore,
+    ExpiredReference,
+    NewArtifact,
+    Relation,
+    write_resolving_once,
+)
 from models.db import make_engine, make_sessionmaker
 from models.expiry_payloads import ExpiryBatchInput, RetentionPolicy
 from models.tables import CollectionItem, RelationType

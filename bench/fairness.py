@@ -23,7 +23,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for tests.syn
 
 from _stack import private_stack
 
-from activities.suite import import_suite
+from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Simulation
 from models.db import make_engine, make_sessionmaker

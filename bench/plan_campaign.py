@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _database import BOOKWORM
 
-from activities.suite import import_suite, reverse_dependency_targets, source_binaries
+from activities.suites.suite import import_suite, reverse_dependency_targets, source_binaries
 from models.db import make_engine, make_sessionmaker
 from worker.postgres import temporary_database
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _database import BOOKWORM as DATA
 from _stack import cpu_seconds, peak_rss_mb, private_stack
 
-from activities.suite import import_suite
+from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Simulation
 from models.db import make_engine, make_sessionmaker

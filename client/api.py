@@ -21,9 +21,9 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.dsc import BadUpload, check_dsc
-from activities.process import require_tool
-from activities.store import ArtifactStore, NewArtifact
+from activities.debian.dsc import BadUpload, check_dsc
+from activities.storage.store import ArtifactStore, NewArtifact
+from activities.tools.process import require_tool
 from models import identifiers
 from models.db import make_engine, make_sessionmaker
 from models.payloads import (

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from activities.parsing import SEVERITIES
+from activities.debian.parsing import SEVERITIES
 from models.artifacts import AutopkgtestData, LintianData
 from models.payloads import UploadReport
 

@@ -17,8 +17,8 @@ import typer
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.dsc import SOURCE_NAME, VERSION, BadUpload
-from activities.process import ToolMissing
+from activities.debian.dsc import SOURCE_NAME, VERSION, BadUpload
+from activities.tools.process import ToolMissing
 from client.api import AlreadySubmitted, close_run, get_report, retry_failed, submit_upload, workflow_url
 from client.campaigns import start_campaign, watch_campaign
 from client.failures import RunEnded, describe_failure, raise_if_ended_badly, told_in_one_line

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.pool import NullPool
 
-from activities.db_stats import DatabaseStats, database_stats, reset_stats
+from activities.storage.db_stats import DatabaseStats, database_stats, reset_stats
 from client.cli import app, console, fail
 from models.db import make_engine, make_sessionmaker
 from models.expiry_payloads import ExpiryPlan
@@ -109,7 +109,7 @@ def _summary(result: dict[str, int]) -> str:
 
 
 def _dry_run(settings: Settings, limit: int, as_json: bool) -> None:
-    from activities.expiry_plan import plan_expiry
+    from activities.storage.expiry_plan import plan_expiry
     from worker.expiry_schedule import retention_policy
 
     engine = make_engine(_database_url(settings), poolclass=NullPool)

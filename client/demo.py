@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from activities.suite import import_suite
+from activities.suites.suite import import_suite
 from client.api import get_report, submit_upload, workflow_url
 from client.campaigns import campaign_for_upload, print_campaign_report, start_campaign, watch_campaign
 from client.local_archive import build_local_archive, hello_with_a_new_greeting

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from activities.artifact_views import ArtifactView, ArtifactViews, NoLog
+from activities.storage.artifact_views import ArtifactView, ArtifactViews, NoLog
 from client.check_details import print_check
 from client.cli import app, console, fail
 from client.output import paged, print_text

@@ -15,7 +15,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.db_stats import database_stats
+from activities.storage.db_stats import database_stats
 from models.campaign import BatchProgress, CampaignProgress
 from workflows import queues
 from workflows.campaign import CampaignWorkflow

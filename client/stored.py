@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from activities.artifact_views import ArtifactViews
-from activities.campaign_verdicts import campaign_verdicts
-from activities.store import ArtifactStore
+from activities.campaigns.campaign_verdicts import campaign_verdicts
+from activities.storage.artifact_views import ArtifactViews
+from activities.storage.store import ArtifactStore
 from models.campaign import TargetVerdict
 from models.db import make_engine, make_sessionmaker
 from worker.connect import NotConfigured, resolve_database

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from activities.suite import import_suite, reverse_dependency_targets, source_binaries, suite_mirror
-from activities.suite_indices import SuiteImportError
+from activities.suites.suite import import_suite, reverse_dependency_targets, source_binaries, suite_mirror
+from activities.suites.suite_indices import SuiteImportError
 from client.cli import app, console, fail
 from models import identifiers
 from models.db import make_engine, make_sessionmaker

@@ -177,7 +177,7 @@ class RecordRunsInput(BaseModel):
     architecture: str
     simulated: bool
     runs: list[RunRecord]
-    # The chunk's verdicts, stored for the campaign report (activities/campaign_verdicts.py).
+    # The chunk's verdicts, stored for the campaign report (activities/campaigns/campaign_verdicts.py).
     campaign_id: str | None = None
     verdicts: list[TargetVerdict] = Field(default_factory=list)
 

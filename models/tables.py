@@ -156,7 +156,8 @@ class CollectionItem(Base):
             postgresql_where=text("removed_at IS NULL"),
         ),
         Index("ix_collection_item_removed_at", "removed_at", postgresql_where=text("removed_at IS NOT NULL")),
-        # A suite's binaries by source: what a real campaign run installs (activities/archive_tests.py).
+        # A suite's binaries by source: what a real campaign run installs
+        # (activities/campaigns/archive_tests.py).
         Index(
             "ix_collection_item_binary_source",
             "collection_id",
@@ -217,7 +218,8 @@ Index(
     postgresql_where=text(f"removed_at IS NULL AND category = '{QA_RESULT_ITEM}'"),
 )
 
-# A campaign's verdicts, one QA result per target (activities/campaign_verdicts.py), removed ones too.
+# A campaign's verdicts, one QA result per target (activities/campaigns/campaign_verdicts.py), removed
+# ones too.
 Index(
     "ix_collection_item_campaign",
     CollectionItem.data["campaign"].astext,

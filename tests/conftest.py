@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities.store import ArtifactStore
+from activities.storage.store import ArtifactStore
 from models.db import make_engine, make_sessionmaker
 from worker.main import build_worker
 from worker.postgres import temporary_database

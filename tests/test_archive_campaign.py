@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.executors import installed_packages
-from activities.store import ArtifactStore
-from activities.suite import import_suite
+from activities.storage.store import ArtifactStore
+from activities.suites.suite import import_suite
+from activities.tools.executors import installed_packages
 from client.api import submit_upload
 from client.campaigns import campaign_for_upload, start_campaign
 from client.local_archive import build_local_archive, hello_with_a_new_greeting, pool_directory

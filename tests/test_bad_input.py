@@ -26,11 +26,11 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.debian_tasks import DebianTasks
-from activities.dsc import check_dsc
-from activities.executors import HostExecutor
-from activities.store import ArtifactStore, NewArtifact
-from activities.suite import import_suite
+from activities.debian.dsc import check_dsc
+from activities.storage.store import ArtifactStore, NewArtifact
+from activities.suites.suite import import_suite
+from activities.tools.executors import HostExecutor
+from activities.uploads.debian_tasks import DebianTasks
 from client.api import store_source_package
 from models.payloads import BuildInput
 from models.tables import Artifact, TaskHistory

@@ -14,9 +14,9 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from activities.campaign_tasks import CampaignTasks
-from activities.store import ArtifactStore
-from activities.suite import import_suite
+from activities.campaigns.campaign_tasks import CampaignTasks
+from activities.storage.store import ArtifactStore
+from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from client.status import batches_waiting
 from models.campaign import (

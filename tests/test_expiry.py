@@ -19,11 +19,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow, ScheduleOverlapPolicy
 from typer.testing import CliRunner
 
-from activities.db_stats import database_stats
-from activities.expiry import ExpiryActivities
-from activities.expiry_plan import plan_expiry
-from activities.history import add_task_history
-from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relation, write_resolving_once
+from activities.storage.db_stats import database_stats
+from activities.storage.expiry import ExpiryActivities
+from activities.storage.expiry_plan import plan_expiry
+from activities.storage.history import add_task_history
+from activities.storage.store import (
+    ArtifactStore,
+    ExpiredReference,
+    NewArtifact,
+    Relation,
+    write_resolving_once,
+)
 from models.db import make_engine, make_sessionmaker
 from models.expiry_payloads import ExpiryBatchInput, RetentionPolicy
 from models.tables import Collection, CollectionItem, RelationType

@@ -11,9 +11,9 @@ import pytest
 from debian import deb822
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.release_signature import release_text
-from activities.suite import import_suite, reverse_dependency_targets, source_binaries
-from activities.suite_indices import read_indices, verify_release
+from activities.suites.release_signature import release_text
+from activities.suites.suite import import_suite, reverse_dependency_targets, source_binaries
+from activities.suites.suite_indices import read_indices, verify_release
 from client.local_archive import build_local_archive, variant
 from models.suite import BINARY_ITEM, SOURCE_ITEM
 from worker.settings import PROJECT_ROOT

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.store import ArtifactStore, ExpiredReference, NewArtifact, Relation
+from activities.storage.store import ArtifactStore, ExpiredReference, NewArtifact, Relation
 from models.artifacts import PackageBuildLogData, validate_artifact_data
 from models.db import Base
 from models.tables import Artifact, Collection, CollectionItem, File, FileInArtifact, RelationType

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
-from activities.suite import import_suite
+from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from client.status import collect_status
 from models.campaign import CampaignInput, Simulation

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner, Result
 
-from activities.release_signature import DEBIAN_ARCHIVE_KEYRING, check_valid_until, release_text
-from activities.suite_indices import IndexFile, SuiteImportError, verify_release
+from activities.suites.release_signature import DEBIAN_ARCHIVE_KEYRING, check_valid_until, release_text
+from activities.suites.suite_indices import IndexFile, SuiteImportError, verify_release
 from client.archive_signing import ARCHIVE_UID, ThrowawayKey
 from client.cli import app
 from tests.test_suite import (

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, RetryState
 
-from activities.store import ArtifactStore, NewArtifact, Relation
-from activities.suite import import_suite
+from activities.storage.store import ArtifactStore, NewArtifact, Relation
+from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from client.failures import describe_failure
 from models.artifacts import AutopkgtestData, AutopkgtestTestResult, BinaryPackageData

@@ -17,13 +17,13 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.testing import ActivityEnvironment
 
 from activities import faults
-from activities.debian_tasks import DebianTasks
-from activities.environments import record_environment
-from activities.executors import BuildOutput, EnvironmentUse, HostExecutor
 from activities.faults import InjectedFault
-from activities.history import add_task_history
-from activities.store import ArtifactStore
-from activities.timeouts import TimeoutEstimator, bound
+from activities.storage.history import add_task_history
+from activities.storage.store import ArtifactStore
+from activities.tools.environments import record_environment
+from activities.tools.executors import BuildOutput, EnvironmentUse, HostExecutor
+from activities.uploads.debian_tasks import DebianTasks
+from activities.uploads.timeouts import TimeoutEstimator, bound
 from client.api import close_run, get_report, retry_failed, store_source_package, submit_upload
 from models.payloads import (
     BuildInput,

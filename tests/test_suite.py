@@ -13,14 +13,14 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from activities.suite import (
+from activities.suites.suite import (
     TestTarget,
     import_suite,
     reverse_dependency_targets,
     source_binaries,
     suite_state,
 )
-from activities.suite_indices import SuiteImportError
+from activities.suites.suite_indices import SuiteImportError
 from client.archive_signing import ARCHIVE_UID, ThrowawayKey
 from client.cli import app
 

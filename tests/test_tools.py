@@ -11,11 +11,16 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.debian_tasks import DebianTasks
-from activities.executors import HostExecutor
-from activities.parsing import autopkgtest_result, describe_tests, parse_autopkgtest_summary, parse_lintian
-from activities.process import Cancelled, run_tool
-from activities.store import ArtifactStore
+from activities.debian.parsing import (
+    autopkgtest_result,
+    describe_tests,
+    parse_autopkgtest_summary,
+    parse_lintian,
+)
+from activities.storage.store import ArtifactStore
+from activities.tools.executors import HostExecutor
+from activities.tools.process import Cancelled, run_tool
+from activities.uploads.debian_tasks import DebianTasks
 from client.api import store_source_package
 from models.payloads import CheckInput, TaskResult
 from worker.settings import Settings

@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.debian_tasks import DebianTasks
-from activities.environments import CATEGORY, EnvironmentStore, make_tarball
-from activities.executors import Hooks
-from activities.store import ArtifactStore
-from activities.unshare import UnshareExecutor
+from activities.storage.store import ArtifactStore
+from activities.tools.environments import CATEGORY, EnvironmentStore, make_tarball
+from activities.tools.executors import Hooks
+from activities.tools.unshare import UnshareExecutor
+from activities.uploads.debian_tasks import DebianTasks
 from client.api import get_report, store_source_package, submit_upload
 from models.payloads import BuildInput, BuildResult, TaskResult
 from models.tables import Artifact, TaskHistory

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.debian_tasks import DebianTasks
-from activities.dsc import check_dsc
-from activities.executors import HostExecutor
-from activities.store import ArtifactStore, NewArtifact
+from activities.debian.dsc import check_dsc
+from activities.storage.store import ArtifactStore, NewArtifact
+from activities.tools.executors import HostExecutor
+from activities.uploads.debian_tasks import DebianTasks
 from client.api import check_buildable, store_source_package
 from models.payloads import BuildInput
 from models.tables import Artifact

@@ -17,16 +17,17 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities import faults, history, metrics
-from activities.archive_tests import ArchiveTests, PoolCache
-from activities.campaign_tasks import CampaignTasks
-from activities.environments import EnvironmentStore
-from activities.executors import Executor, HostExecutor, host_architecture
-from activities.expiry import ExpiryActivities
-from activities.resume import ResumeCampaignTests
-from activities.store import ArtifactStore
-from activities.timeouts import TimeoutEstimator
-from activities.unshare import UnshareExecutor
+from activities import faults, metrics
+from activities.campaigns.archive_tests import ArchiveTests, PoolCache
+from activities.campaigns.campaign_tasks import CampaignTasks
+from activities.storage import history
+from activities.storage.expiry import ExpiryActivities
+from activities.storage.store import ArtifactStore
+from activities.tools.environments import EnvironmentStore
+from activities.tools.executors import Executor, HostExecutor, host_architecture
+from activities.tools.unshare import UnshareExecutor
+from activities.uploads.resume import ResumeCampaignTests
+from activities.uploads.timeouts import TimeoutEstimator
 from models.db import make_engine, make_sessionmaker
 from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow

@@ -22,8 +22,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.simulated import simulated_outcome
-from activities.suite import import_suite
+from activities.campaigns.simulated import simulated_outcome
+from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, CampaignReport, RunResult, Side, Simulation, Verdict
 from models.db import make_engine, make_sessionmaker

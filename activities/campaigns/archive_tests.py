@@ -34,12 +34,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import faults
-from activities.debian_tasks import DebianTasks
-from activities.dsc import ARCHIVE
+from activities.debian.dsc import ARCHIVE
+from activities.debian.source_archives import check_archives
 from activities.errors import translate_errors
-from activities.history import WORKER_IDENTITY
-from activities.source_archives import check_archives
-from activities.store import NewArtifact, StoredArtifact
+from activities.storage.history import WORKER_IDENTITY
+from activities.storage.store import NewArtifact, StoredArtifact
+from activities.uploads.debian_tasks import DebianTasks
 from models.artifacts import AutopkgtestData
 from models.campaign import RunInput, RunOutcome, RunResult, Side
 from models.suite import BINARY_ITEM, SOURCE_ITEM, SUITE_CATEGORY
@@ -188,7 +188,7 @@ def _newest_build(
 
 
 class ArchiveTests(DebianTasks):
-    """The campaign test activity of real executors (the simulated one: activities/campaign_tasks.py)."""
+    """The campaign test activity of real executors (the simulated one: campaigns/campaign_tasks.py)."""
 
     def __init__(
         self,

@@ -20,11 +20,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import faults, simulated
-from activities.campaign_verdicts import store_verdicts
+from activities import faults
+from activities.campaigns import simulated
+from activities.campaigns.campaign_verdicts import store_verdicts
 from activities.errors import translate_errors
-from activities.history import WORKER_IDENTITY, record_tasks
-from activities.store import ArtifactStore, NewArtifact
+from activities.storage.history import WORKER_IDENTITY, record_tasks
+from activities.storage.store import ArtifactStore, NewArtifact
 from models.artifacts import AutopkgtestData, AutopkgtestTestResult
 from models.campaign import (
     CampaignPlan,
@@ -134,7 +135,7 @@ class CampaignTasks:
 
     @activity.defn(name="plan_campaign")
     def plan_campaign(self, params: PlanInput) -> CampaignPlan:
-        from activities.suite import reverse_dependency_targets, source_binaries, suite_state
+        from activities.suites.suite import reverse_dependency_targets, source_binaries, suite_state
 
         with translate_errors(), self.sessions() as session:
             state = suite_state(session=session, suite=params.suite)
@@ -309,7 +310,7 @@ class CampaignTasks:
     @activity.defn(name="run_campaign_test")
     async def run_campaign_test(self, request: RunRequest) -> RunOutcome:
         """One simulated run; async because most runs are instant and a thread hop would dominate.
-        (Real runs: activities/archive_tests.py.)"""
+        (Real runs: activities/campaigns/archive_tests.py.)"""
         params = RunInput.of(request, await self._context(activity.info().workflow_id or ""))
         if params.simulation is None:
             raise ApplicationError(

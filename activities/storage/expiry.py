@@ -3,7 +3,7 @@
 Every batch: select candidates (no lock); lock them FOR UPDATE SKIP LOCKED (a writer that is adding a
 reference holds FOR KEY SHARE, so its rows are skipped); decide again in a new statement, which sees
 every reference committed before the locks; delete at most `batch_size` rows; commit; only then remove
-blobs. See activities/retention.py for the rules.
+blobs. See activities/storage/retention.py for the rules.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities import metrics
-from activities import retention as r
-from activities.store import ArtifactStore
+from activities.storage import retention as r
+from activities.storage.store import ArtifactStore
 from models.expiry_payloads import (
     BlobSweepInput,
     BlobSweepResult,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.store import ArtifactStore
+from activities.storage.store import ArtifactStore
 from models.tables import Artifact, ArtifactRelation, File, FileInArtifact
 
 

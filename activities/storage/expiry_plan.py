@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities import retention as r
-from activities.expiry import BEGINNING
+from activities.storage import retention as r
+from activities.storage.expiry import BEGINNING
 from models.expiry_payloads import ExpiryPlan, PlannedRow, RetentionPolicy
 
 HISTORY_BEYOND_KEEP = text(

@@ -17,11 +17,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from activities.dsc import BadUpload
-from activities.executors import EnvironmentUse, Hooks, InfrastructureError, host_lock, run_hooked
-from activities.history import add_task_history
-from activities.process import require_tool
-from activities.store import ArtifactStore, NewArtifact
+from activities.debian.dsc import BadUpload
+from activities.storage.history import add_task_history
+from activities.storage.store import ArtifactStore, NewArtifact
+from activities.tools.executors import EnvironmentUse, Hooks, InfrastructureError, host_lock, run_hooked
+from activities.tools.process import require_tool
 from models.artifacts import SystemTarballData
 from models.tables import Artifact
 
@@ -157,7 +157,7 @@ def record_environment(
 ) -> None:
     """A task-history row for making or waiting for an environment, apart from the build or test it
     precedes. A fresh one found at once gets none: such rows would hide the making in the timeouts
-    derived from this history (activities/timeouts.py)."""
+    derived from this history (activities/uploads/timeouts.py)."""
     if use.ready:
         return
     add_task_history(

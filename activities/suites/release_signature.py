@@ -13,7 +13,7 @@ from pathlib import Path
 
 from debian import deb822
 
-from activities.suite_indices import SuiteImportError
+from activities.suites.suite_indices import SuiteImportError
 
 # Debian's own archive keys (package debian-archive-keyring): what apt trusts for deb.debian.org.
 DEBIAN_ARCHIVE_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")

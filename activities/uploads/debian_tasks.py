@@ -2,7 +2,7 @@
 
 Each tool activity can run twice without harm: its artifacts carry idempotency keys (workflow id,
 activity id, name) and are registered together with its task-history row in one short transaction; a
-retry first looks for what an interrupted attempt stored (activities/resume.py) and reuses it.
+retry first looks for what an interrupted attempt stored (activities/uploads/resume.py) and reuses it.
 """
 
 from __future__ import annotations
@@ -22,24 +22,24 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import faults
-from activities.bad_upload import BadUpload
-from activities.dsc import check_dsc
-from activities.environments import record_environment
-from activities.errors import translate_errors
-from activities.executors import EnvironmentUse, Executor, Hooks, lintian_version, run_lintian
-from activities.history import add_task_history
-from activities.packages import binary_data, changes_artifact
-from activities.parsing import (
+from activities.debian.bad_upload import BadUpload
+from activities.debian.dsc import check_dsc
+from activities.debian.packages import binary_data, changes_artifact
+from activities.debian.parsing import (
     autopkgtest_result,
     describe_tests,
     lintian_counts,
     parse_autopkgtest_summary,
     parse_lintian,
 )
-from activities.process import ProcessOutcome, require_tool
-from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
-from activities.source_archives import DEFAULT_MAX_MEMBERS
-from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
+from activities.debian.source_archives import DEFAULT_MAX_MEMBERS
+from activities.errors import translate_errors
+from activities.storage.history import add_task_history
+from activities.storage.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
+from activities.tools.environments import record_environment
+from activities.tools.executors import EnvironmentUse, Executor, Hooks, lintian_version, run_lintian
+from activities.tools.process import ProcessOutcome, require_tool
+from activities.uploads.resume import autopkgtest_result_from, build_result_from, lintian_result_from
 from models.artifacts import (
     AutopkgtestData,
     AutopkgtestTestResult,

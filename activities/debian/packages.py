@@ -7,7 +7,7 @@ from pathlib import Path
 
 from debian.deb822 import Changes, Deb822
 
-from activities.store import NewArtifact
+from activities.storage.store import NewArtifact
 from models.artifacts import BinaryPackageData, UploadData
 
 

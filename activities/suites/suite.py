@@ -17,8 +17,8 @@ from sqlalchemy import Text, any_, bindparam, func, literal, or_, select, text, 
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities.release_signature import DEBIAN_ARCHIVE_KEYRING, check_valid_until, release_text
-from activities.suite_indices import (
+from activities.suites.release_signature import DEBIAN_ARCHIVE_KEYRING, check_valid_until, release_text
+from activities.suites.suite_indices import (
     SuiteImportError,
     SuiteIndices,
     read_indices,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
-from activities.bad_upload import BadUpload
-from activities.control import ControlError, Paragraph, read_checksums, read_paragraph
-from activities.source_archives import (
+from activities.debian.bad_upload import BadUpload
+from activities.debian.control import ControlError, Paragraph, read_checksums, read_paragraph
+from activities.debian.source_archives import (
     ARCHIVE,
     DEFAULT_MAX_MEMBERS,
     check_archives,
@@ -281,7 +281,7 @@ def _check(
 def _extract_and_check(dsc_path: Path, scratch: Path) -> None:
     """dpkg-source -x as the judge of what unpacks (after the member checks made it safe to try): its
     refusal is bad input; the tree it made is checked with the real filesystem."""
-    from activities.process import require_tool
+    from activities.tools.process import require_tool
 
     require_tool("dpkg-source", "dpkg-dev")
     scratch.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities import metrics
-from activities.process import ProcessOutcome
+from activities.tools.process import ProcessOutcome
 from models.tables import TaskHistory
 
 WORKER_IDENTITY = f"{socket.gethostname()}:{os.getpid()}"

@@ -8,7 +8,7 @@ per (task, package, suite/architecture): `ceiling` is the configured timeout of 
 runs that reached a verdict count (success, failure): an error may have been cut short by a timeout.
 
 A build or test may first have to make its environment (or wait while another activity makes it). That
-time is recorded apart (`environment` rows per suite/architecture, activities/environments.py), never in
+time is recorded apart (`environment` rows per suite/architecture, activities/tools/environments.py), never in
 the task's own duration; a history-derived timeout of a build or test gets the p95 of it added once, not
 multiplied by `factor`, up to the ceiling.
 """
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import Text
 from temporalio import activity
 
-from activities import environments
+from activities.tools import environments
 from models.payloads import EstimateTimeoutsInput, TaskTimeouts, TimeoutEstimates
 
 TASKS = ("build", "lintian", "autopkgtest")

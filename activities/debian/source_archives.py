@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from activities.bad_upload import BadUpload
-from activities.process import require_tool
+from activities.debian.bad_upload import BadUpload
+from activities.tools.process import require_tool
 
 ARCHIVE = re.compile(r"\.tar(\.(gz|xz|bz2|lzma))?$")
 ADDON = re.compile(r"\.orig-([A-Za-z0-9-]+)\.tar(\.(gz|xz|bz2|lzma))?$")

@@ -1,5 +1,5 @@
 """Executors run the Debian tools: `host` directly on this machine (unsafe for untrusted packages), `unshare`
-(activities/unshare.py) in throw-away user namespaces."""
+(activities/tools/unshare.py) in throw-away user namespaces."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Protocol
 
 from debian.deb822 import Changes
 
-from activities.dsc import check_tree
-from activities.process import Cancelled, ProcessOutcome, require_tool, run_tool
+from activities.debian.dsc import check_tree
+from activities.tools.process import Cancelled, ProcessOutcome, require_tool, run_tool
 
 
 class UnsupportedArchitecture(RuntimeError):

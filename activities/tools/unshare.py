@@ -7,8 +7,8 @@ from pathlib import Path
 
 from debian.deb822 import Changes
 
-from activities.environments import EnvironmentStore
-from activities.executors import (
+from activities.tools.environments import EnvironmentStore
+from activities.tools.executors import (
     BuildOutput,
     Hooks,
     InfrastructureError,
@@ -17,7 +17,7 @@ from activities.executors import (
     host_architecture,
     run_hooked,
 )
-from activities.process import require_tool
+from activities.tools.process import require_tool
 
 # sbuild's summary names the stage a build stopped at. Only the build itself and an unsatisfiable
 # build-dependency are verdicts on the package; any other stage failing is the machine's or the mirror's.

@@ -233,7 +233,7 @@ def read_indices(sources: Path, packages: Sequence[Path]) -> SuiteIndices:
 
 def verify_release(release: Path, files: Iterable[IndexFile], content: bytes | None = None) -> None:
     """Check each file's SHA-256 and size against the (In)Release entry of its path; raise on mismatch.
-    `content` is the Release text to use, the one its signature covers (activities/release_signature.py);
+    `content` is the Release text to use, the one its signature covers (suites/release_signature.py);
     without it the file is read as it is, a clearsigned wrapper skipped by the parser, unchecked."""
     if content is None:
         content = read_uncompressed(release)

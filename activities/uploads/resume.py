@@ -19,8 +19,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
-from activities.parsing import describe_tests
-from activities.store import ArtifactStore, StoredArtifact
+from activities.debian.parsing import describe_tests
+from activities.storage.store import ArtifactStore, StoredArtifact
 from models.artifacts import AutopkgtestTestResult
 from models.campaign import RunOutcome, RunResult
 from models.payloads import AutopkgtestResult, BuildResult, LintianResult, TaskResult
@@ -112,7 +112,7 @@ def campaign_outcome_from(stored: list[StoredArtifact]) -> RunOutcome | None:
 class ResumeCampaignTests(Interceptor):
     """Gives retries of `run_campaign_test` the outcome an interrupted attempt stored.
 
-    An interceptor rather than code in activities/campaign_tasks.py because that module is being
+    An interceptor rather than code in activities/campaigns/campaign_tasks.py because that module is being
     reworked in parallel; the look-up belongs in the activity once that has landed.
     """
 

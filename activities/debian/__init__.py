@@ -1,0 +1,1 @@
+"""Reading and checking Debian files: .dsc uploads, source archives, .debs, tool output."""

@@ -1,0 +1,1 @@
+"""The artifact store, task history, expiry and retention, and what reads them."""

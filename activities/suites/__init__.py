@@ -1,0 +1,1 @@
+"""Importing a suite: its Release (and signature), its indices, its collection items."""

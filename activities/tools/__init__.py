@@ -1,0 +1,1 @@
+"""Running the Debian tools: processes, executors (host, unshare), test environments."""

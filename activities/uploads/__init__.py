@@ -1,0 +1,1 @@
+"""The upload pipeline's activities: describe, build, lint and test an upload; resume; timeouts."""
