@@ -1,7 +1,7 @@
 """debflow's own metrics, exported with the Temporal SDK's on each worker's Prometheus endpoint.
 
-The composition root installs the runtime's meter once per process (`install`); until then every
-instrument is a no-op, so code that records metrics also runs in tests and tools without a runtime.
+The composition root builds one `Metrics` from the runtime's meter and gives it to what records; the
+default, NO_METRICS, is a no-op, so the same code also runs in tests and tools without a runtime.
 """
 
 from __future__ import annotations
@@ -48,19 +48,10 @@ class Metrics:
             self.expiry_deletions.add(count, {"kind": kind})
 
 
-_current = Metrics(MetricMeter.noop)
+NO_METRICS = Metrics(MetricMeter.noop)
 
 
-def install(meter: MetricMeter) -> None:
-    global _current
-    _current = Metrics(meter)
-
-
-def current() -> Metrics:
-    return _current
-
-
-def instrument_engine(engine: Engine) -> None:
+def instrument_engine(engine: Engine, metrics: Metrics) -> None:
     """Record the duration of every transaction on `engine`, from BEGIN to COMMIT or ROLLBACK."""
 
     @event.listens_for(engine, "begin")
@@ -70,7 +61,7 @@ def instrument_engine(engine: Engine) -> None:
     def end(conn: Any) -> None:
         began = conn.info.pop("debflow_began", None)
         if began is not None:
-            _current.db_seconds.record(time.monotonic() - began)
+            metrics.db_seconds.record(time.monotonic() - began)
 
     event.listen(engine, "commit", end)
     event.listen(engine, "rollback", end)

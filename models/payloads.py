@@ -7,28 +7,15 @@ import enum
 
 from pydantic import BaseModel, Field
 
+from models.vocabulary import TaskResult, TaskStatus
+
+__all__ = ["TaskResult", "TaskStatus"]  # their home is models/vocabulary.py; imported from here too
+
 
 class Check(enum.StrEnum):
     BUILD = "build"
     LINTIAN = "lintian"
     AUTOPKGTEST = "autopkgtest"
-
-
-class TaskStatus(enum.StrEnum):
-    """Where a task is (Debusine's vocabulary)."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    SKIPPED = "skipped"
-    ERROR = "error"
-
-
-class TaskResult(enum.StrEnum):
-    SUCCESS = "success"
-    FAILURE = "failure"
-    ERROR = "error"
-    SKIPPED = "skipped"
 
 
 # --- the upload pipeline workflow ---------------------------------------------------------------

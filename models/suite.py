@@ -8,10 +8,11 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, T
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.db import Base
+from models.vocabulary import CollectionCategory, ItemCategory
 
-SUITE_CATEGORY = "debian:suite"
-SOURCE_ITEM = "debian:source"
-BINARY_ITEM = "debian:binary"
+SUITE_CATEGORY = CollectionCategory.SUITE
+SOURCE_ITEM = ItemCategory.SOURCE
+BINARY_ITEM = ItemCategory.BINARY
 # The `architecture` of relations that belong to a source item rather than to a binary.
 SOURCE_ARCHITECTURE = "source"
 

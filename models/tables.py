@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.db import Base, BigId, CreatedAt, JsonData
+from models.vocabulary import CollectionCategory, ItemCategory
 
 
 class RelationType(enum.StrEnum):
@@ -194,8 +195,8 @@ class TaskHistory(Base):
 
 # --- retention and expiry (issue 4) ---------------------------------------------------------------
 
-QA_RESULTS_COLLECTION = "debian:qa-results"
-QA_RESULT_ITEM = "debian:qa-result"
+QA_RESULTS_COLLECTION = CollectionCategory.QA_RESULTS
+QA_RESULT_ITEM = ItemCategory.QA_RESULT
 
 
 class RunningWorkflow(Base):

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from models.campaign import RunResult, Verdict
+from models.vocabulary import AUTOPKGTEST_EXIT_CODES, TestOutcome, autopkgtest_outcome
 
 # autopkgtest(1): 16 = the testbed failed, 20 = another unexpected failure. Neither says anything about
 # the package, so neither is a verdict: such a run is an infrastructure error and is retried.
-INFRASTRUCTURE_EXIT_CODES = frozenset({16, 20})
+INFRASTRUCTURE_EXIT_CODES = frozenset(
+    code for code, outcome in AUTOPKGTEST_EXIT_CODES.items() if outcome is TestOutcome.TEMPFAIL
+)
+_RUN_RESULTS = {
+    TestOutcome.PASS: RunResult.PASS,
+    TestOutcome.FAIL: RunResult.FAIL,
+    TestOutcome.NEUTRAL: RunResult.NEUTRAL,
+}
 
 
 def run_result(exit_code: int) -> RunResult | None:
     """PASS, FAIL or NEUTRAL for an autopkgtest exit code; None for an infrastructure error."""
-    if exit_code in (0, 2):
-        return RunResult.PASS
-    if exit_code == 8:
-        return RunResult.NEUTRAL
-    if exit_code in INFRASTRUCTURE_EXIT_CODES:
-        return None
-    return RunResult.FAIL
+    return _RUN_RESULTS.get(autopkgtest_outcome(exit_code))
 
 
 def compare(new: RunResult, reference: RunResult | None) -> Verdict:

@@ -30,6 +30,7 @@ from activities.debian.dsc import check_dsc
 from activities.storage.store import ArtifactStore, NewArtifact
 from activities.suites.suite import import_suite
 from activities.tools.executors import HostExecutor
+from activities.tools.runs import ToolRuns
 from activities.uploads.debian_tasks import DebianTasks
 from client.api import store_source_package
 from models.payloads import BuildInput
@@ -399,12 +400,14 @@ def test_an_archive_reaching_an_activity_unchecked_is_refused_before_extraction(
         [NewArtifact("debian:source-package", checked.data, files, f"hostile/{uuid.uuid4().hex}")]
     )
     tasks = DebianTasks(
-        sessions=sessions,
-        store=store,
-        executor=HostExecutor(),
-        scratch_dir=tmp_path / "work",
-        heartbeat_interval=1,
-        expiration_days=1,
+        ToolRuns(
+            sessions=sessions,
+            store=store,
+            executor=HostExecutor(),
+            scratch_dir=tmp_path / "work",
+            heartbeat_interval=1,
+            expiration_days=1,
+        )
     )
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, workflow_id=f"hostile-{uuid.uuid4().hex[:8]}")

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from activities.storage.db_stats import database_stats
 from activities.storage.expiry import ExpiryActivities
 from activities.storage.expiry_plan import plan_expiry
-from activities.storage.history import add_task_history
+from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import (
     ArtifactStore,
     ExpiredReference,
@@ -96,7 +96,7 @@ def flush_stats(engine: Engine) -> None:
 
 def _history(sessions: sessionmaker[Session], subject: str, started: dt.datetime, result: str) -> None:
     with sessions.begin() as session:
-        add_task_history(
+        TaskHistoryWriter().add(
             session,
             task_name="build",
             subject=subject,

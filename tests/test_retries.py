@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import ActivityEnvironment
 
-from activities import faults
-from activities.faults import InjectedFault
-from activities.storage.history import add_task_history
+from activities.faults import FaultInjector, InjectedFault
+from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
 from activities.tools.environments import record_environment
 from activities.tools.executors import BuildOutput, EnvironmentUse, HostExecutor
+from activities.tools.runs import ToolRuns
 from activities.uploads.debian_tasks import DebianTasks
 from activities.uploads.timeouts import TimeoutEstimator, bound
 from client.api import close_run, get_report, retry_failed, store_source_package, submit_upload
@@ -63,12 +63,15 @@ def test_a_retry_after_a_crash_after_store_reuses_the_build(
     )
     executor = CountingExecutor()
     tasks = DebianTasks(
-        sessions=sessions,
-        store=store,
-        executor=executor,
-        scratch_dir=tmp_path,
-        heartbeat_interval=1,
-        expiration_days=1,
+        ToolRuns(
+            sessions=sessions,
+            store=store,
+            executor=executor,
+            scratch_dir=tmp_path,
+            heartbeat_interval=1,
+            expiration_days=1,
+            faults=FaultInjector(rate=1.0, activities="build_package"),
+        )
     )
     params = BuildInput(
         upload_artifact_id=artifact_id,
@@ -84,12 +87,8 @@ def test_a_retry_after_a_crash_after_store_reuses_the_build(
     heartbeats: list[object] = []
     env.on_heartbeat = lambda *details: heartbeats.append(details[0] if details else None)
 
-    faults.configure(rate=1.0, activities="build_package")
-    try:
-        with pytest.raises(InjectedFault, match="fault injection: build_package"):
-            env.run(tasks.build_package, params)
-    finally:
-        faults.configure(rate=0.0)
+    with pytest.raises(InjectedFault, match="fault injection: build_package"):
+        env.run(tasks.build_package, params)
     stored = heartbeats[-1]
     assert isinstance(stored, dict) and stored["stage"] == "stored"
 
@@ -126,7 +125,7 @@ def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Sessi
     runs += [("autopkgtest", 10.0, "success")] * 3  # far below the floor
     with sessions.begin() as session:
         for task, seconds, result in runs:
-            add_task_history(
+            TaskHistoryWriter().add(
                 session,
                 task_name=task,
                 subject=source,
@@ -158,13 +157,21 @@ def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Sessi
     assert bound(5000, 10, 3600, floor_s=600, factor=4, min_samples=3)[0] == 3600  # the ceiling
 
     # Making the environment is recorded apart: added once to builds and tests, never multiplied.
+    history = TaskHistoryWriter()
     with sessions.begin() as session:
         for seconds in (30.0, 40.0, 50.0):
             use = EnvironmentUse(artifact_id=0, seconds=seconds, ready=False, made=True)
-            record_environment(session, use, context=f"{suite}/amd64", workflow_id=None, wanted_by="test")
+            record_environment(
+                session, use, history=history, context=f"{suite}/amd64", workflow_id=None, wanted_by="test"
+            )
         found_at_once = EnvironmentUse(artifact_id=0, seconds=2.0, ready=True, made=False)
         record_environment(
-            session, found_at_once, context=f"{suite}/amd64", workflow_id=None, wanted_by="test"
+            session,
+            found_at_once,
+            history=history,
+            context=f"{suite}/amd64",
+            workflow_id=None,
+            wanted_by="test",
         )
     found = estimate()
     # p95 of 30, 40, 50 is 49 (the environment found at once has no row).

@@ -11,18 +11,15 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.debian.parsing import (
-    autopkgtest_result,
-    describe_tests,
-    parse_autopkgtest_summary,
-    parse_lintian,
-)
+from activities.debian.parsing import describe_tests, parse_autopkgtest_summary, parse_lintian
 from activities.storage.store import ArtifactStore
 from activities.tools.executors import HostExecutor
 from activities.tools.process import Cancelled, run_tool
+from activities.tools.runs import ToolRuns
 from activities.uploads.debian_tasks import DebianTasks
 from client.api import store_source_package
 from models.payloads import CheckInput, TaskResult
+from models.vocabulary import autopkgtest_result
 from worker.settings import Settings
 
 
@@ -144,12 +141,14 @@ def test_missing_tool_is_a_non_retryable_error_naming_the_package(
         settings, settings.database_url or "", example_sources["hello-debflow"]
     )
     tasks = DebianTasks(
-        sessions=store.sessions,
-        store=store,
-        executor=HostExecutor(),
-        scratch_dir=tmp_path,
-        heartbeat_interval=1,
-        expiration_days=1,
+        ToolRuns(
+            sessions=store.sessions,
+            store=store,
+            executor=HostExecutor(),
+            scratch_dir=tmp_path,
+            heartbeat_interval=1,
+            expiration_days=1,
+        )
     )
     empty = tmp_path / "empty-path"
     empty.mkdir()

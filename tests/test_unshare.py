@@ -26,6 +26,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.storage.store import ArtifactStore
 from activities.tools.environments import CATEGORY, EnvironmentStore, make_tarball
 from activities.tools.executors import Hooks
+from activities.tools.runs import ToolRuns
 from activities.tools.unshare import UnshareExecutor
 from activities.uploads.debian_tasks import DebianTasks
 from client.api import get_report, store_source_package, submit_upload
@@ -140,12 +141,14 @@ def test_waiting_for_the_environment_is_recorded_apart_from_the_build(
         settings, settings.database_url or "", example_sources["hello-debflow"]
     )
     tasks = DebianTasks(
-        sessions=sessions,
-        store=store,
-        executor=UnshareExecutor(environments),
-        scratch_dir=tmp_path / "scratch",
-        heartbeat_interval=1,
-        expiration_days=1,
+        ToolRuns(
+            sessions=sessions,
+            store=store,
+            executor=UnshareExecutor(environments),
+            scratch_dir=tmp_path / "scratch",
+            heartbeat_interval=1,
+            expiration_days=1,
+        )
     )
     params = BuildInput(
         upload_artifact_id=artifact_id,

@@ -23,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.debian.dsc import check_dsc
 from activities.storage.store import ArtifactStore, NewArtifact
 from activities.tools.executors import HostExecutor
+from activities.tools.runs import ToolRuns
 from activities.uploads.debian_tasks import DebianTasks
 from client.api import check_buildable, store_source_package
 from models.payloads import BuildInput
@@ -176,12 +177,14 @@ def test_the_build_activity_applies_the_same_rules(
         [NewArtifact("debian:source-package", checked.data, files, f"dup/{uuid.uuid4().hex}")]
     )
     tasks = DebianTasks(
-        sessions=sessions,
-        store=store,
-        executor=HostExecutor(),
-        scratch_dir=tmp_path / "work",
-        heartbeat_interval=1,
-        expiration_days=1,
+        ToolRuns(
+            sessions=sessions,
+            store=store,
+            executor=HostExecutor(),
+            scratch_dir=tmp_path / "work",
+            heartbeat_interval=1,
+            expiration_days=1,
+        )
     )
     env = ActivityEnvironment()
     env.info = dataclasses.replace(env.info, workflow_id=f"dup-{uuid.uuid4().hex[:8]}")

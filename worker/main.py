@@ -8,25 +8,30 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities import faults, metrics
-from activities.campaigns.archive_tests import ArchiveTests, PoolCache
+from activities.campaigns.archive_files import PoolCache
+from activities.campaigns.archive_tests import ArchiveTests
 from activities.campaigns.campaign_tasks import CampaignTasks
-from activities.storage import history
+from activities.campaigns.simulated_tests import SimulatedTests
+from activities.faults import FaultInjector
+from activities.metrics import Metrics, instrument_engine
 from activities.storage.expiry import ExpiryActivities
+from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import Executor, HostExecutor, host_architecture
+from activities.tools.runs import ToolRuns
 from activities.tools.unshare import UnshareExecutor
-from activities.uploads.resume import ResumeCampaignTests
+from activities.uploads.debian_tasks import DebianTasks
 from activities.uploads.timeouts import TimeoutEstimator
 from models.db import make_engine, make_sessionmaker
 from worker.settings import Settings
@@ -51,6 +56,7 @@ class DebflowWorker:
     workers: dict[Capability, Worker]
     pool: concurrent.futures.ThreadPoolExecutor
     engine: Engine
+    activities: dict[Kind, list[Callable[..., Any]]] = field(default_factory=dict)
 
     async def run(self) -> None:
         await asyncio.gather(*(w.run() for w in self.workers.values()))
@@ -117,27 +123,26 @@ def build_worker(
     *,
     task_queue: str | None = None,
     only: list[Capability] | None = None,
+    meter: MetricMeter = MetricMeter.noop,
 ) -> DebflowWorker:
     """Workers for the capabilities (default: the settings'), on queues named from `task_queue`
-    (default: the settings' control queue)."""
+    (default: the settings' control queue); debflow's metrics go to `meter`."""
     wanted = only or capabilities(settings)
     control = task_queue or settings.task_queue
     activity_slots = sum(slots(settings, c.kind) for c in wanted)
     engine = make_engine(database_url, pool_size=activity_slots + 1)
-    metrics.instrument_engine(engine)
+    metrics = Metrics(meter)
+    instrument_engine(engine, metrics)
     sessions = make_sessionmaker(engine)
-    store = ArtifactStore(settings.store_dir, sessions)
-    history.configure(keep_newest=settings.task_history_keep)
-    faults.configure(
+    store = ArtifactStore(settings.store_dir, sessions, metrics=metrics)
+    history = TaskHistoryWriter(keep_newest=settings.task_history_keep, metrics=metrics)
+    faults = FaultInjector(
         rate=settings.fault_after_store_rate,
         activities=settings.fault_activities,
         journal=settings.fault_journal,
     )
-    expiry = ExpiryActivities(sessions=sessions, store=store, client=client)
-    tasks = ArchiveTests(
-        pool_cache=PoolCache(
-            settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
-        ),
+    expiry = ExpiryActivities(sessions=sessions, store=store, client=client, metrics=metrics)
+    runs = ToolRuns(
         sessions=sessions,
         store=store,
         executor=make_executor(settings, store),
@@ -146,6 +151,15 @@ def build_worker(
         expiration_days=settings.artifact_expiration_days,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_archive_members=settings.max_archive_members,
+        history=history,
+        faults=faults,
+    )
+    uploads = DebianTasks(runs)
+    archive_tests = ArchiveTests(
+        runs,
+        pool_cache=PoolCache(
+            settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
+        ),
         missing_file_tries=settings.missing_file_tries,
         missing_file_backoff_s=settings.missing_file_backoff_s,
     )
@@ -161,17 +175,29 @@ def build_worker(
         store=store,
         scratch_dir=settings.scratch_dir,
         expiration_days=settings.artifact_expiration_days,
+        history=history,
+    )
+    simulated_tests = SimulatedTests(
+        client=client,
+        store=store,
+        scratch_dir=settings.scratch_dir,
+        expiration_days=settings.artifact_expiration_days,
+        faults=faults,
     )
     by_kind: dict[Kind, list[Callable[..., Any]]] = {
         Kind.CONTROL: [
-            tasks.describe_upload,
+            uploads.describe_upload,
             estimator.estimate_timeouts,
             *campaigns.database_activities(),
             *expiry.all(),
         ],
-        Kind.BUILD: [tasks.build_package],
-        Kind.LINTIAN: [tasks.run_lintian],
-        Kind.TEST: [tasks.run_autopkgtest, tasks.run_archive_test, campaigns.run_campaign_test],
+        Kind.BUILD: [uploads.build_package],
+        Kind.LINTIAN: [uploads.run_lintian],
+        Kind.TEST: [
+            uploads.run_autopkgtest,
+            archive_tests.run_archive_test,
+            simulated_tests.run_campaign_test,
+        ],
     }
     # Activities are synchronous (subprocesses, SQLAlchemy); each runs in a thread of this pool.
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=activity_slots)
@@ -184,7 +210,6 @@ def build_worker(
             activity_executor=pool,
             max_concurrent_activities=slots(settings, capability.kind),
             graceful_shutdown_timeout=timedelta(seconds=10),
-            interceptors=[ResumeCampaignTests(store)],
             # Every heartbeat reaches the server at once, so a cancellation reaches the activity (which
             # then kills its process group) within one heartbeat interval instead of up to 0.8 x the
             # heartbeat timeout.
@@ -193,7 +218,7 @@ def build_worker(
         )
         for capability in wanted
     }
-    return DebflowWorker(workers, pool, engine)
+    return DebflowWorker(workers, pool, engine, by_kind)
 
 
 async def run_worker(
@@ -202,8 +227,9 @@ async def run_worker(
     database_url: str,
     task_queue: str | None = None,
     only: list[Capability] | None = None,
+    meter: MetricMeter = MetricMeter.noop,
 ) -> None:
-    parts = build_worker(client, settings, database_url, task_queue=task_queue, only=only)
+    parts = build_worker(client, settings, database_url, task_queue=task_queue, only=only, meter=meter)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         # Finish what can finish, then stop polling; Temporal retries whatever was interrupted.
@@ -225,13 +251,13 @@ def main_sync(
 
     async def go() -> None:
         endpoints = resolve(settings)
-        runtime = None
+        runtime, meter = None, MetricMeter.noop
         if settings.metrics_address:
             telemetry = TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.metrics_address))
             runtime = Runtime(telemetry=telemetry)
-            metrics.install(runtime.metric_meter)
+            meter = runtime.metric_meter
             log.info("metrics on http://%s/metrics", settings.metrics_address)
         client = await connect_temporal(endpoints.temporal, runtime=runtime)
-        await run_worker(client, settings, endpoints.database_url, task_queue, only)
+        await run_worker(client, settings, endpoints.database_url, task_queue, only, meter=meter)
 
     asyncio.run(go())

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         expected_seconds,
         longest_first,
     )
+    from models.vocabulary import ActivityName
     from workflows import search_attributes as sa
     from workflows.campaign_batch import CampaignBatchWorkflow
     from workflows.policies import DB_RETRY
@@ -85,7 +86,7 @@ class CampaignWorkflow:
         targets = 0
         for arch in params.architectures:
             plan = await workflow.execute_activity(
-                "plan_campaign",
+                ActivityName.PLAN_CAMPAIGN,
                 PlanInput(
                     trigger_source=params.trigger_source,
                     trigger_binaries=params.trigger_binaries,

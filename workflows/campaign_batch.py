@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         expected_seconds,
     )
     from models.verdicts import after_rerun, compare, regressed_tests
+    from models.vocabulary import ActivityName
     from workflows import queues
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
     from workflows.upload_pipeline import QUEUES_PATCH
@@ -103,7 +104,7 @@ class CampaignBatchWorkflow:
             run.cancel()
         keys = list(self._claimed.values())
         await workflow.execute_activity(
-            "release_references",
+            ActivityName.RELEASE_REFERENCES,
             ReleaseReferencesInput(owner=workflow.info().workflow_id, keys=keys),
             start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,
@@ -175,7 +176,7 @@ class CampaignBatchWorkflow:
 
     async def _claim(self, params: BatchInput, keys: list[ReferenceKey]) -> ClaimReferencesResult:
         claim: ClaimReferencesResult = await workflow.execute_activity(
-            "claim_references",
+            ActivityName.CLAIM_REFERENCES,
             ClaimReferencesInput(
                 keys=keys,
                 owner=workflow.info().workflow_id,
@@ -202,13 +203,13 @@ class CampaignBatchWorkflow:
         arg: RunRequest | RunInput
         if campaign.simulation is not None:
             # Simulated runs are instant: their input stays small, the activity asks for the context.
-            activity, arg, label = "run_campaign_test", request, f"simulated {label}"
+            activity, arg, label = ActivityName.RUN_CAMPAIGN_TEST, request, f"simulated {label}"
         else:
             # Real runs take minutes: they carry their context, and need no query to start.
             arg = RunInput.of(request, context)
             if side is not Side.NEW:  # the reference side installs nothing of the upload
                 arg = arg.model_copy(update={"new_source_artifact_id": None, "new_binary_artifact_ids": []})
-            activity = "run_archive_test"
+            activity = ActivityName.RUN_ARCHIVE_TEST
         run = workflow.start_activity(
             activity,
             arg,
@@ -256,7 +257,7 @@ class CampaignBatchWorkflow:
                 runs = [self._test(params, by_name[n], Side.REFERENCE) for n in claim.claimed]
                 outcomes = dict(zip(claim.claimed, await asyncio.gather(*runs), strict=True))
                 await workflow.execute_activity(
-                    "store_reference_results",
+                    ActivityName.STORE_REFERENCE_RESULTS,
                     StoreReferencesInput(
                         owner=workflow.info().workflow_id,
                         results=outcomes,
@@ -327,7 +328,7 @@ class CampaignBatchWorkflow:
         # Every verdict is stored for the report, which lists all targets (the result keeps the notable).
         stored = list(verdicts.values()) if workflow.patched(VERDICTS_PATCH) else []
         await workflow.execute_activity(
-            "record_runs",
+            ActivityName.RECORD_RUNS,
             RecordRunsInput(
                 suite=params.campaign.suite,
                 architecture=params.architecture,

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SyncWorkflowsInput,
         SyncWorkflowsResult,
     )
+    from models.vocabulary import ActivityName
     from workflows.policies import DB_RETRY
 
 BATCH_TIMEOUT = timedelta(minutes=5)
@@ -32,9 +33,9 @@ PREFIX_GROUPS = 16
 STEPS_PER_RUN = 1000
 
 BATCH_ACTIVITIES = {
-    ExpiryPhase.QA_RESULTS: "prune_qa_results",
-    ExpiryPhase.ITEMS: "expire_collection_items",
-    ExpiryPhase.ARTIFACTS: "expire_artifacts",
+    ExpiryPhase.QA_RESULTS: ActivityName.PRUNE_QA_RESULTS,
+    ExpiryPhase.ITEMS: ActivityName.EXPIRE_COLLECTION_ITEMS,
+    ExpiryPhase.ARTIFACTS: ActivityName.EXPIRE_ARTIFACTS,
 }
 NEXT_PHASE = {
     ExpiryPhase.WORKFLOWS: ExpiryPhase.QA_RESULTS,
@@ -64,7 +65,7 @@ class ExpiryWorkflow:
             done.batches += 1
             if phase is ExpiryPhase.WORKFLOWS:
                 synced = await workflow.execute_activity(
-                    "sync_running_workflows",
+                    ActivityName.SYNC_RUNNING_WORKFLOWS,
                     SyncWorkflowsInput(policy=params.policy),
                     result_type=SyncWorkflowsResult,
                     start_to_close_timeout=BATCH_TIMEOUT,
@@ -76,7 +77,7 @@ class ExpiryWorkflow:
             elif phase is ExpiryPhase.BLOBS:
                 group = int(cursor[0]) if cursor else 0
                 swept = await workflow.execute_activity(
-                    "collect_orphan_blobs",
+                    ActivityName.COLLECT_ORPHAN_BLOBS,
                     BlobSweepInput(
                         prefixes=[
                             f"{n:02x}" for n in range(group * PREFIX_GROUPS, (group + 1) * PREFIX_GROUPS)

@@ -11,39 +11,36 @@ autopkgtest use them instead of building the source again (binaries given imply 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
-import os
-import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from debian.debian_support import Version
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import faults
+from activities.campaigns.archive_files import (
+    NotOnMirror,
+    PoolCache,
+    RunFiles,
+    binary_file,
+    newest_build,
+    pool_files,
+)
 from activities.debian.dsc import ARCHIVE
 from activities.debian.source_archives import check_archives
 from activities.errors import translate_errors
 from activities.storage.history import WORKER_IDENTITY
 from activities.storage.store import NewArtifact, StoredArtifact
-from activities.uploads.debian_tasks import DebianTasks
-from models.artifacts import AutopkgtestData
-from models.campaign import RunInput, RunOutcome, RunResult, Side
+from activities.tools.runs import ToolRuns
+from models.campaign import RunInput, RunOutcome, Side
 from models.suite import BINARY_ITEM, SOURCE_ITEM, SUITE_CATEGORY
 from models.verdicts import run_result
+from models.vocabulary import ActivityName, ArtifactCategory
 
 # The source item of the target, and the binary items of the named sources for one architecture and `all`.
 _SUITE_FILES = text(
@@ -58,147 +55,21 @@ _SUITE_FILES = text(
 ).bindparams(bindparam("sources", type_=ARRAY(Text)))
 _SUITE_MIRROR = text("SELECT data ->> 'mirror' FROM collection WHERE category = :category AND name = :suite")
 
-CHUNK = 1024 * 1024
 
-
-class NotOnMirror(LookupError):
-    """The suite's index names a file the mirror does not serve (HTTP 404 or 410, or no such file).
-
-    Nothing tells why: a partial mirror, one in the middle of a sync or lagging, or a suite imported
-    long ago all look the same; the run retries a few times, then the target is UNTESTABLE.
-    """
-
-
-@dataclass(frozen=True)
-class PoolFile:
-    """A file of the archive: where it is below the mirror root and what it must hash to."""
-
-    path: str
-    sha256: str
-    size: int
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """What one run needs from the archive: the test source (its .dsc first), the target's own binaries
-    and the trigger's binaries in the suite (none when the target is the trigger)."""
-
-    source: tuple[PoolFile, ...]
-    own: tuple[PoolFile, ...]
-    trigger: tuple[PoolFile, ...]
-
-
-class PoolCache:
-    """Archive files fetched once per worker host, kept by SHA-256 and linked into each run's workspace.
-
-    A glibc campaign installs the same few binaries in thousands of runs: they are downloaded once.
-    Files unused for `max_age_days` are removed when the cache is next written to.
-    """
-
-    def __init__(self, root: Path, *, max_age_days: float = 7, timeout_s: float = 120) -> None:
-        self.root = root
-        self.max_age_s = max_age_days * 86400
-        self.timeout_s = timeout_s
-        self._pruned = 0.0
-
-    def fetch(self, mirror: str, wanted: PoolFile, into: Path) -> Path:
-        cached = self.root / wanted.sha256[:2] / wanted.sha256
-        if not cached.exists():
-            self._download(mirror, wanted, cached)
-        else:
-            os.utime(cached)  # recently used: kept by the pruning
-        target = into / wanted.name
-        try:
-            os.link(cached, target)
-        except OSError:  # another file system
-            shutil.copyfile(cached, target)
-        return target
-
-    def _download(self, mirror: str, wanted: PoolFile, cached: Path) -> None:
-        url = f"{mirror.rstrip('/')}/{wanted.path}"
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.part")
-        digest, size = hashlib.sha256(), 0
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response, open(partial, "wb") as out:
-                while block := response.read(CHUNK):
-                    size += len(block)
-                    if size > wanted.size:
-                        break
-                    digest.update(block)
-                    out.write(block)
-        except urllib.error.HTTPError as e:
-            partial.unlink(missing_ok=True)
-            if e.code in (404, 410):
-                raise NotOnMirror(f"the mirror {mirror} has no {wanted.path} (HTTP {e.code})") from None
-            raise
-        except urllib.error.URLError as e:
-            partial.unlink(missing_ok=True)
-            # A file:// mirror (a local archive) reports a missing file this way.
-            if isinstance(e.reason, FileNotFoundError):
-                raise NotOnMirror(f"the mirror {mirror} has no {wanted.path} (no such file)") from None
-            raise
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        if size != wanted.size or digest.hexdigest() != wanted.sha256:
-            partial.unlink(missing_ok=True)
-            # Retryable: a mirror caught in the middle of a sync serves a mix of old and new files.
-            raise ConnectionError(
-                f"{url}: got {size} bytes with SHA-256 {digest.hexdigest()[:16]}…, the index says "
-                f"{wanted.size} bytes with {wanted.sha256[:16]}…"
-            )
-        os.replace(partial, cached)
-        self._prune()
-
-    def _prune(self) -> None:
-        now = time.time()
-        if now - self._pruned < 3600:
-            return
-        self._pruned = now
-        for path in self.root.glob("*/*"):
-            with contextlib.suppress(OSError):
-                if now - path.stat().st_mtime > self.max_age_s:
-                    path.unlink()
-
-
-def _pool_files(source_data: dict[str, Any]) -> tuple[PoolFile, ...]:
-    directory = source_data.get("directory", "")
-    files = [PoolFile(f"{directory}/{f['name']}", f["sha256"], int(f["size"])) for f in source_data["files"]]
-    # The .dsc first: it is what autopkgtest is given.
-    return tuple(sorted(files, key=lambda f: not f.name.endswith(".dsc")))
-
-
-def _binary_file(data: dict[str, Any]) -> PoolFile:
-    return PoolFile(data["filename"], data["sha256"], int(data["size"]))
-
-
-def _newest_build(
-    binaries: Iterable[dict[str, Any]], source: str, version: str | None
-) -> list[dict[str, Any]]:
-    """The binaries of one source version: `version`, or the newest the suite has."""
-    built = [b for b in binaries if b["source"] == source]
-    if version is None and built:
-        version = str(max((b["source_version"] for b in built), key=Version))
-    return [b for b in built if b["source_version"] == version]
-
-
-class ArchiveTests(DebianTasks):
+class ArchiveTests:
     """The campaign test activity of real executors (the simulated one: campaigns/campaign_tasks.py)."""
 
     def __init__(
         self,
+        runs: ToolRuns,
         *,
         pool_cache: PoolCache,
         missing_file_tries: int = 4,
         missing_file_backoff_s: float = 60,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        self.runs = runs
+        self.sessions = runs.sessions
+        self.store = runs.store
         self.pool_cache = pool_cache
         # A file the mirror lacks is looked for again after backoff, 2 x backoff, … (a mirror mid-sync)
         # before the run gives up and its target is UNTESTABLE.
@@ -254,16 +125,16 @@ class ArchiveTests(DebianTasks):
             )
         if not mirror:
             raise LookupError(f"suite {params.suite} has no mirror: import it with `--mirror URL`")
-        own = _newest_build(binaries, target.source, target.version)
+        own = newest_build(binaries, target.source, target.version)
         trigger = (
             []
             if target.source == params.trigger_source
-            else _newest_build(binaries, params.trigger_source, None)
+            else newest_build(binaries, params.trigger_source, None)
         )
         return str(mirror), RunFiles(
-            source=_pool_files(sources[0]),
-            own=tuple(_binary_file(b) for b in own),
-            trigger=tuple(_binary_file(b) for b in trigger),
+            source=pool_files(sources[0]),
+            own=tuple(binary_file(b) for b in own),
+            trigger=tuple(binary_file(b) for b in trigger),
         )
 
     def _upload_binaries(self, params: RunInput, work: Path) -> list[Path]:
@@ -272,7 +143,7 @@ class ArchiveTests(DebianTasks):
         wanted = [
             a.id
             for a in known.values()
-            if a.category == "debian:binary-package"
+            if a.category == ArtifactCategory.BINARY_PACKAGE
             and a.data.get("architecture") in (params.architecture, "all")
         ]
         if not wanted:
@@ -285,15 +156,15 @@ class ArchiveTests(DebianTasks):
         stored = self.store.materialize(wanted, work)
         return [path for files in stored.values() for path in files.values() if path.suffix == ".deb"]
 
-    @activity.defn(name="run_archive_test")
+    @activity.defn(name=ActivityName.RUN_ARCHIVE_TEST)
     def run_archive_test(self, params: RunInput) -> RunOutcome:
         """One autopkgtest run of a campaign target from the suite's archive, new or reference side."""
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
         with translate_errors():
-            reused = self._resume(lambda stored, _tries: outcome_from(stored))
+            reused = self.runs.resume(lambda stored, _tries: outcome_from(stored))
             if reused is not None:
                 return reused
-            with self._workspace() as work:
+            with self.runs.workspace() as work:
                 try:
                     return self._run(params, work, started, clock)
                 except NotOnMirror as e:
@@ -322,13 +193,13 @@ class ArchiveTests(DebianTasks):
             # The upload's own tests run from the upload, as Debian's migration tests do.
             if params.new_source_artifact_id is None:
                 raise ApplicationError("a new-side run needs the upload's source", non_retryable=True)
-            dsc = self._source_files(params.new_source_artifact_id, work / "upload-source")
+            dsc = self.runs.source_files(params.new_source_artifact_id, work / "upload-source")
         else:
             source = [self.pool_cache.fetch(mirror, f, fetched) for f in files.source]
             check_archives(
                 [path for path in source if ARCHIVE.search(path.name)],
-                max_unpacked_bytes=self.max_unpacked_bytes,
-                max_members=self.max_archive_members,
+                max_unpacked_bytes=self.runs.max_unpacked_bytes,
+                max_members=self.runs.max_archive_members,
             )
             dsc = source[0]
         if params.side is Side.NEW:
@@ -338,7 +209,7 @@ class ArchiveTests(DebianTasks):
             debs += self._upload_binaries(params, work / "upload")
         else:
             debs = [self.pool_cache.fetch(mirror, f, fetched) for f in (*files.own, *files.trigger)]
-        outcome, tests, stored_files, environment_s = self._run_tests(
+        run = self.runs.run_tests(
             dsc,
             debs,
             suite=params.suite,
@@ -347,35 +218,32 @@ class ArchiveTests(DebianTasks):
             stage=f"autopkgtest {params.side}",
             subject=params.target.source,
         )
+        outcome = run.outcome
         result = run_result(outcome.returncode)
-        assert result is not None  # infrastructure exit codes raised in _run_tests
-        duration = time.monotonic() - clock - environment_s
+        assert result is not None  # infrastructure exit codes raised in run_tests
+        duration = time.monotonic() - clock - run.environment_s
         target = params.target
-        data = AutopkgtestData(
+        data = run.data(
             source=target.source,
             version=target.version,
             architecture=params.architecture,
             suite=params.suite,
-            result="success" if result is not RunResult.FAIL else "failure",
-            exit_code=outcome.returncode,
-            virt_server=f"{self.executor.name}:{self.executor.virt_server}",
-            tests=tests,
-            duration_s=round(duration, 3),
-            environment_s=round(environment_s, 3),
+            virt_server=self.runs.virt_server,
+            duration_s=duration,
         )
         info = activity.info()
         (artifact_id,) = self.store.register(
-            [NewArtifact("debian:autopkgtest", data, stored_files, self._key("log"))],
+            [NewArtifact(ArtifactCategory.AUTOPKGTEST, data, run.files, self.runs.key("log"))],
             workflow_id=info.workflow_id,
             activity_id=info.activity_id,
-            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days),
+            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.runs.expiration_days),
         )
         activity.heartbeat({"stage": "stored", "artifact_ids": [artifact_id]})
-        faults.after_store("run_archive_test")
+        self.runs.faults.after_store(ActivityName.RUN_ARCHIVE_TEST)
         return RunOutcome(
             result=result,
             exit_code=outcome.returncode,
-            tests={name: t.status for name, t in tests.items()},
+            tests={name: t.status for name, t in run.tests.items()},
             log_artifact_id=artifact_id,
             duration_s=duration,
             started_at=started,
@@ -385,7 +253,7 @@ class ArchiveTests(DebianTasks):
 
 def outcome_from(stored: list[StoredArtifact]) -> RunOutcome | None:
     """The outcome an interrupted try stored (its log artifact says everything), or None."""
-    found = next((a for a in stored if a.category == "debian:autopkgtest"), None)
+    found = next((a for a in stored if a.category == ArtifactCategory.AUTOPKGTEST), None)
     if found is None:
         return None
     exit_code = int(found.data["exit_code"])

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import tempfile
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,13 +17,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import faults
-from activities.campaigns import simulated
 from activities.campaigns.campaign_verdicts import store_verdicts
 from activities.errors import translate_errors
-from activities.storage.history import WORKER_IDENTITY, record_tasks
-from activities.storage.store import ArtifactStore, NewArtifact
-from models.artifacts import AutopkgtestData, AutopkgtestTestResult
+from activities.storage.history import TaskHistoryWriter
+from activities.storage.store import ArtifactStore
 from models.campaign import (
     CampaignPlan,
     CampaignTarget,
@@ -35,18 +29,15 @@ from models.campaign import (
     PlanInput,
     RecordRunsInput,
     ReleaseReferencesInput,
-    RunContext,
-    RunInput,
     RunOutcome,
-    RunRequest,
     RunResult,
     StoreReferencesInput,
 )
+from models.vocabulary import ActivityName, CollectionCategory, TaskName, TaskResult
 
-QA_RESULTS = "debian:qa-results"
-EXIT_CODES = {RunResult.PASS: 0, RunResult.FAIL: 4, RunResult.NEUTRAL: 8}
+QA_RESULTS = CollectionCategory.QA_RESULTS
 # The task history's result of a run: an UNTESTABLE run is an infrastructure error (`debflow status`).
-HISTORY_RESULTS = {RunResult.FAIL: "failure", RunResult.UNTESTABLE: "error"}
+HISTORY_RESULTS = {RunResult.FAIL: TaskResult.FAILURE, RunResult.UNTESTABLE: TaskResult.ERROR}
 # Owners of the claims a batch waits for, described at once: a handful in practice (one per batch).
 DESCRIBES_IN_FLIGHT = 16
 
@@ -112,28 +103,16 @@ class CampaignTasks:
         scratch_dir: Path,
         expiration_days: int,
         client: Client | None = None,
+        history: TaskHistoryWriter | None = None,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.scratch_dir = scratch_dir
         self.expiration_days = expiration_days
-        self.client = client  # for the batches' run_context query
-        self._contexts: OrderedDict[str, RunContext] = OrderedDict()
+        self.client = client  # to ask whether the owners of claims still run
+        self.history = history or TaskHistoryWriter()
 
-    async def _context(self, batch_id: str) -> RunContext:
-        """The context of a batch's runs, asked of the batch once per worker (a few hundred kept)."""
-        context = self._contexts.get(batch_id)
-        if context is None:
-            if self.client is None:
-                raise ApplicationError("this worker has no Temporal client to ask the batch for its context")
-            handle = self.client.get_workflow_handle(batch_id)
-            context = await handle.query("run_context", result_type=RunContext)
-            self._contexts[batch_id] = context
-            while len(self._contexts) > 256:
-                self._contexts.popitem(last=False)
-        return context
-
-    @activity.defn(name="plan_campaign")
+    @activity.defn(name=ActivityName.PLAN_CAMPAIGN)
     def plan_campaign(self, params: PlanInput) -> CampaignPlan:
         from activities.suites.suite import reverse_dependency_targets, source_binaries, suite_state
 
@@ -166,14 +145,14 @@ class CampaignTasks:
         rows = session.execute(
             _EXPECTED,
             {
-                "task": "simulated-autopkgtest" if params.simulated else "autopkgtest",
+                "task": TaskName.SIMULATED_AUTOPKGTEST if params.simulated else TaskName.AUTOPKGTEST,
                 "context": f"{params.suite}/{params.architecture}/new",
                 "sources": sources,
             },
         )
         return {source: float(seconds) for source, seconds in rows}
 
-    @activity.defn(name="claim_references")
+    @activity.defn(name=ActivityName.CLAIM_REFERENCES)
     async def claim_references(self, params: ClaimReferencesInput) -> ClaimReferencesResult:
         """Reuse fresh references, claim missing or stale ones, and name those others run now.
 
@@ -257,7 +236,7 @@ class CampaignTasks:
             result.waiting = sorted(set(result.waiting) | (set(wanted) - claimed))
         return result
 
-    @activity.defn(name="release_references")
+    @activity.defn(name=ActivityName.RELEASE_REFERENCES)
     def release_references(self, params: ReleaseReferencesInput) -> int:
         """Retire claims the owner gives up without a result; returns how many were still held."""
         if not params.keys:
@@ -274,7 +253,7 @@ class CampaignTasks:
         # task/package/architecture are what retention groups QA results by.
         return {"task": "autopkgtest", "package": key["source"], **key, **fields}
 
-    @activity.defn(name="store_reference_results")
+    @activity.defn(name=ActivityName.STORE_REFERENCE_RESULTS)
     def store_reference_results(self, params: StoreReferencesInput) -> int:
         """Record claimed references as done; returns the number of items written. An UNTESTABLE run is
         no reference: its claim is released instead, and the next campaign tries again."""
@@ -307,47 +286,7 @@ class CampaignTasks:
             )
             return int(written.rowcount)  # type: ignore[attr-defined]
 
-    @activity.defn(name="run_campaign_test")
-    async def run_campaign_test(self, request: RunRequest) -> RunOutcome:
-        """One simulated run; async because most runs are instant and a thread hop would dominate.
-        (Real runs: activities/campaigns/archive_tests.py.)"""
-        params = RunInput.of(request, await self._context(activity.info().workflow_id or ""))
-        if params.simulation is None:
-            raise ApplicationError(
-                "run_campaign_test runs the simulated executor only; real runs are run_archive_test",
-                type="NotSupported",
-                non_retryable=True,
-            )
-        started, clock = dt.datetime.now(dt.UTC), time.monotonic()
-        target = params.target
-        result, tests, duration = simulated.simulated_outcome(
-            params.simulation,
-            target.source,
-            target.version,
-            params.architecture,
-            params.side,
-            params.attempt,
-        )
-        deadline = time.monotonic() + duration
-        while (left := deadline - time.monotonic()) > 0:
-            activity.heartbeat()
-            await asyncio.sleep(min(left, 1.0))  # a cancellation arrives here as CancelledError
-        log_id = None
-        if result is RunResult.FAIL:
-            log_id = await asyncio.to_thread(self._store_simulated_log, params, result, tests)
-            faults.after_store("run_campaign_test")
-        elapsed = time.monotonic() - clock
-        return RunOutcome(
-            result=result,
-            exit_code=EXIT_CODES[result],
-            tests=tests,
-            log_artifact_id=log_id,
-            duration_s=elapsed,
-            started_at=started,
-            worker=WORKER_IDENTITY,
-        )
-
-    @activity.defn(name="record_runs")
+    @activity.defn(name=ActivityName.RECORD_RUNS)
     def record_runs(self, params: RecordRunsInput) -> int:
         """Task history of a chunk's runs, in one transaction instead of one per run, after the chunk's
         verdicts (idempotent: a retry writes them again and duplicates nothing)."""
@@ -356,7 +295,7 @@ class CampaignTasks:
                 store_verdicts(
                     session, suite=params.suite, campaign_id=params.campaign_id, verdicts=params.verdicts
                 )
-        task = "simulated-autopkgtest" if params.simulated else "autopkgtest"
+        task = TaskName.SIMULATED_AUTOPKGTEST if params.simulated else TaskName.AUTOPKGTEST
         workflow_id = activity.info().workflow_id
         rows = [
             {
@@ -367,7 +306,7 @@ class CampaignTasks:
                 "workflow_id": workflow_id,
                 "started_at": run.outcome.started_at or dt.datetime.now(dt.UTC),
                 "duration_s": run.outcome.duration_s,
-                "result": HISTORY_RESULTS.get(run.outcome.result, "success"),
+                "result": HISTORY_RESULTS.get(run.outcome.result, TaskResult.SUCCESS),
                 "data": {
                     "version": run.target.version,
                     "attempt": run.attempt,
@@ -377,51 +316,8 @@ class CampaignTasks:
             }
             for run in params.runs
         ]
-        record_tasks(self.sessions, rows)
+        self.history.record(self.sessions, rows)
         return len(rows)
-
-    def _store_simulated_log(self, params: RunInput, result: RunResult, tests: dict[str, str]) -> int:
-        """A log saying plainly that nothing ran: failures must have logs to link from the report."""
-        target = params.target
-        lines = [
-            f"SIMULATED autopkgtest run of {target.source} {target.version} on {params.architecture}",
-            f"side: {params.side}, attempt {params.attempt}, trigger {params.trigger_source} "
-            f"{params.trigger_version}",
-            "no test was executed; outcome drawn by the simulated executor",
-        ]
-        lines += [f"{name:<20} {status}" for name, status in tests.items()]
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=self.scratch_dir, suffix=".log", delete=False) as f:
-            f.write("\n".join(lines) + "\n")
-        path = Path(f.name)
-        try:
-            info = activity.info()
-            data = AutopkgtestData(
-                source=target.source,
-                version=target.version,
-                architecture=params.architecture,
-                suite=params.suite,
-                result="failure",
-                exit_code=EXIT_CODES[result],
-                virt_server=simulated.NAME,
-                tests={n: AutopkgtestTestResult(status=s) for n, s in tests.items()},
-            )
-            (artifact_id,) = self.store.register(
-                [
-                    NewArtifact(
-                        "debian:autopkgtest",
-                        data,
-                        {"log": path},
-                        f"{info.workflow_id}/{info.activity_id}/log",
-                    )
-                ],
-                workflow_id=info.workflow_id,
-                activity_id=info.activity_id,
-                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days),
-            )
-        finally:
-            path.unlink(missing_ok=True)
-        return artifact_id
 
     def database_activities(self) -> list[Callable[..., Any]]:
         """The short database work of campaigns (the control queue); tests run on test queues."""

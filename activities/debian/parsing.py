@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 
 from models.artifacts import AutopkgtestTestResult, LintianTag
-from models.payloads import TaskResult
-from models.verdicts import INFRASTRUCTURE_EXIT_CODES
 
 SEVERITIES = {
     "E": "error",
@@ -98,18 +96,3 @@ def describe_tests(exit_code: int, tests: dict[str, AutopkgtestTestResult]) -> s
         real = " for real" if superficial else ""  # the superficial tests did run
         return f"no test ran{real}: {said} (exit 8)"
     return f"{len(tests)} test{'s' if len(tests) != 1 else ''}: {said or 'none'} (exit {exit_code})"
-
-
-# autopkgtest(1) EXIT STATUS: 0 all pass, 2 some skipped, 4 a test failed, 6 failed and skipped,
-# 8 no tests in this package, 12 erroneous package, 14 = 12|2, 16 testbed failure, 20 other problem.
-
-
-def autopkgtest_result(exit_code: int) -> TaskResult:
-    """The verdict for an exit code; infrastructure failures are not verdicts (callers retry them)."""
-    if exit_code in (0, 2):
-        return TaskResult.SUCCESS
-    if exit_code == 8:
-        return TaskResult.SKIPPED
-    if exit_code in INFRASTRUCTURE_EXIT_CODES:
-        return TaskResult.ERROR
-    return TaskResult.FAILURE

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
-from activities import metrics
+from activities.metrics import NO_METRICS, Metrics
 from activities.storage import retention as r
 from activities.storage.store import ArtifactStore
 from models.expiry_payloads import (
@@ -35,6 +35,7 @@ from models.expiry_payloads import (
     SyncWorkflowsInput,
     SyncWorkflowsResult,
 )
+from models.vocabulary import ActivityName
 
 BEGINNING = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SHA256_HEX = frozenset("0123456789abcdef")
@@ -55,15 +56,21 @@ class ExpiryActivities:
     """The expiry workflow's activities over one database and artifact store."""
 
     def __init__(
-        self, *, sessions: sessionmaker[Session], store: ArtifactStore, client: Client | None = None
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        store: ArtifactStore,
+        client: Client | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.sessions = sessions
         self.store = store
         self.client = client
+        self.metrics = metrics
 
     # -- running workflows ----------------------------------------------------------------------
 
-    @activity.defn(name="sync_running_workflows")
+    @activity.defn(name=ActivityName.SYNC_RUNNING_WORKFLOWS)
     async def sync_running_workflows(self, params: SyncWorkflowsInput) -> SyncWorkflowsResult:
         """Record the workflows Temporal runs now: what they made, or own, is kept."""
         if self.client is None:
@@ -98,7 +105,7 @@ class ExpiryActivities:
 
     # -- QA results -----------------------------------------------------------------------------
 
-    @activity.defn(name="prune_qa_results")
+    @activity.defn(name=ActivityName.PRUNE_QA_RESULTS)
     def prune_qa_results(self, params: ExpiryBatchInput) -> ExpiryBatchResult:
         """Soft-remove QA results beyond the N newest per (task, package, architecture), except those
         a running workflow owns; one page of one `debian:qa-results` collection per call."""
@@ -130,7 +137,7 @@ class ExpiryActivities:
                 locked = list(session.scalars(r.LOCK_ITEMS, {"ids": retire}))
                 changed = session.execute(r.RETIRE_QA, {"ids": locked, "run_id": params.run_id}).rowcount  # type: ignore[attr-defined]
                 kept += len(retire) - changed
-        metrics.current().expired("qa_result", changed)
+        self.metrics.expired("qa_result", changed)
         if not groups:
             next_cursor = [str(cid + 1)]
         elif len(rows) == limit and len(groups) == 1 and changed:
@@ -141,7 +148,7 @@ class ExpiryActivities:
 
     # -- collection items -----------------------------------------------------------------------
 
-    @activity.defn(name="expire_collection_items")
+    @activity.defn(name=ActivityName.EXPIRE_COLLECTION_ITEMS)
     def expire_collection_items(self, params: ExpiryBatchInput) -> ExpiryBatchResult:
         """Delete items removed longer ago than their collection's full-history + metadata periods."""
         policy = params.policy
@@ -172,7 +179,7 @@ class ExpiryActivities:
                 locked = list(session.scalars(r.LOCK_ITEMS, {"ids": due}))
                 deleted = session.execute(r.DELETE_ITEMS, {**periods, "ids": locked, "now": params.now})
                 changed = deleted.rowcount  # type: ignore[attr-defined]
-        metrics.current().expired("collection_item", changed)
+        self.metrics.expired("collection_item", changed)
         last = rows[-1]
         return ExpiryBatchResult(
             changed=changed,
@@ -183,7 +190,7 @@ class ExpiryActivities:
 
     # -- artifacts ------------------------------------------------------------------------------
 
-    @activity.defn(name="expire_artifacts")
+    @activity.defn(name=ActivityName.EXPIRE_ARTIFACTS)
     def expire_artifacts(self, params: ExpiryBatchInput) -> ExpiryBatchResult:
         """Delete the expired artifacts of one batch that nothing retains, with their file rows;
         then, after the commit, their blobs."""
@@ -203,8 +210,8 @@ class ExpiryActivities:
             doomed, files = self._delete_artifacts(session, scope, values)
             shas = self._delete_files(session, files)
         removed = remove_blobs(self.store, shas, policy.orphan_blob_grace_s)
-        metrics.current().expired("artifact", len(doomed))
-        metrics.current().expired("file", len(shas))
+        self.metrics.expired("artifact", len(doomed))
+        self.metrics.expired("file", len(shas))
         last = candidates[examined - 1]
         return ExpiryBatchResult(
             changed=len(doomed),
@@ -269,7 +276,7 @@ class ExpiryActivities:
 
     # -- blobs ----------------------------------------------------------------------------------
 
-    @activity.defn(name="collect_orphan_blobs")
+    @activity.defn(name=ActivityName.COLLECT_ORPHAN_BLOBS)
     def collect_orphan_blobs(self, params: BlobSweepInput) -> BlobSweepResult:
         """Remove blobs under the given store prefixes that no file row names (idempotent), and file
         rows no artifact names; blobs written or reused within the grace period stay."""

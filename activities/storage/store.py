@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from activities import metrics
+from activities.metrics import NO_METRICS, Metrics
 from models.artifacts import ArtifactData, validate_artifact_data
 from models.tables import Artifact, ArtifactRelation, File, FileInArtifact, RelationType
 
@@ -108,9 +108,10 @@ def write_resolving_once(sessions: sessionmaker[Session], write: Callable[[Sessi
 class ArtifactStore:
     """Blobs under `root/ab/cd/<sha256>`; artifacts and files registered in one short transaction."""
 
-    def __init__(self, root: Path, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, root: Path, sessions: sessionmaker[Session], *, metrics: Metrics = NO_METRICS) -> None:
         self.root = root
         self.sessions = sessions
+        self.metrics = metrics
         self.root.mkdir(parents=True, exist_ok=True)
 
     def blob_path(self, sha256: str) -> Path:
@@ -192,7 +193,7 @@ class ArtifactStore:
             self.discard_unreferenced(new_blobs)
             raise
         new_bytes = sum(b.size for stored in blobs for b in stored.values() if b.created)
-        metrics.current().artifacts_stored([a.category for a in artifacts], new_bytes)
+        self.metrics.artifacts_stored([a.category for a in artifacts], new_bytes)
         return ids
 
     def _insert(

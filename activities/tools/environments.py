@@ -18,14 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.debian.dsc import BadUpload
-from activities.storage.history import add_task_history
+from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore, NewArtifact
 from activities.tools.executors import EnvironmentUse, Hooks, InfrastructureError, host_lock, run_hooked
 from activities.tools.process import require_tool
 from models.artifacts import SystemTarballData
 from models.tables import Artifact
+from models.vocabulary import ArtifactCategory, TaskName, TaskResult
 
-CATEGORY = "debian:system-tarball"
+CATEGORY = ArtifactCategory.SYSTEM_TARBALL
 VARIANT = "buildd"
 COMPONENTS = ["main"]
 # apt inside the environment fetches build and test dependencies over https mirrors too.
@@ -34,7 +35,7 @@ INCLUDES = ["ca-certificates"]
 # could read as an option or a path.
 NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
 # The task-history key of making or waiting for an environment: (TASK, SUBJECT, "suite/architecture").
-TASK, SUBJECT = "environment", "system-tarball"
+TASK, SUBJECT = TaskName.ENVIRONMENT, "system-tarball"
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,20 @@ class EnvironmentStore:
 
 
 def record_environment(
-    session: Session, use: EnvironmentUse, *, context: str, workflow_id: str | None, wanted_by: str
+    session: Session,
+    use: EnvironmentUse,
+    *,
+    history: TaskHistoryWriter,
+    context: str,
+    workflow_id: str | None,
+    wanted_by: str,
 ) -> None:
     """A task-history row for making or waiting for an environment, apart from the build or test it
     precedes. A fresh one found at once gets none: such rows would hide the making in the timeouts
     derived from this history (activities/uploads/timeouts.py)."""
     if use.ready:
         return
-    add_task_history(
+    history.add(
         session,
         task_name=TASK,
         subject=SUBJECT,
@@ -168,7 +175,7 @@ def record_environment(
         workflow_id=workflow_id,
         started_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=use.seconds),
         duration_s=use.seconds,
-        result="success",
+        result=TaskResult.SUCCESS,
         usage=[],
         data={"artifact_id": use.artifact_id, "made": use.made, "for": wanted_by},
     )

@@ -7,46 +7,25 @@ retry first looks for what an interrupted attempt stored (activities/uploads/res
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import faults
 from activities.debian.bad_upload import BadUpload
-from activities.debian.dsc import check_dsc
 from activities.debian.packages import binary_data, changes_artifact
-from activities.debian.parsing import (
-    autopkgtest_result,
-    describe_tests,
-    lintian_counts,
-    parse_autopkgtest_summary,
-    parse_lintian,
-)
-from activities.debian.source_archives import DEFAULT_MAX_MEMBERS
+from activities.debian.parsing import describe_tests, lintian_counts, parse_lintian
 from activities.errors import translate_errors
-from activities.storage.history import add_task_history
-from activities.storage.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
-from activities.tools.environments import record_environment
-from activities.tools.executors import EnvironmentUse, Executor, Hooks, lintian_version, run_lintian
+from activities.storage.store import NewArtifact, Relation
+from activities.tools.executors import lintian_version, run_lintian
 from activities.tools.process import ProcessOutcome, require_tool
+from activities.tools.runs import ToolRuns
 from activities.uploads.resume import autopkgtest_result_from, build_result_from, lintian_result_from
-from models.artifacts import (
-    AutopkgtestData,
-    AutopkgtestTestResult,
-    LintianData,
-    PackageBuildLogData,
-    SourcePackageData,
-)
+from models.artifacts import LintianData, PackageBuildLogData, SourcePackageData
 from models.payloads import (
     AutopkgtestResult,
     BuildInput,
@@ -54,30 +33,10 @@ from models.payloads import (
     CheckInput,
     DescribeUploadInput,
     LintianResult,
-    TaskResult,
     UploadDescription,
 )
 from models.tables import Artifact, RelationType
-from models.verdicts import INFRASTRUCTURE_EXIT_CODES
-
-MAX_OUTPUT_FILE = 64 * 1024 * 1024
-R = TypeVar("R")
-
-
-def autopkgtest_outputs(
-    log: Path, summary: Path, output_dir: Path
-) -> tuple[dict[str, AutopkgtestTestResult], dict[str, Path]]:
-    """The per-test results of an autopkgtest run and the files to store: log, summary and its output
-    directory (files up to MAX_OUTPUT_FILE, no symlinks)."""
-    tests = parse_autopkgtest_summary(summary.read_text(errors="replace") if summary.exists() else "")
-    files = {"log": log}
-    if summary.exists():
-        files["summary"] = summary
-    if output_dir.is_dir():
-        for path in sorted(output_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink() and path.stat().st_size <= MAX_OUTPUT_FILE:
-                files[f"output/{path.relative_to(output_dir)}"] = path
-    return tests, files
+from models.vocabulary import ActivityName, ArtifactCategory, TaskName, TaskResult
 
 
 def _no_epoch(version: str) -> str:
@@ -87,172 +46,17 @@ def _no_epoch(version: str) -> str:
 class DebianTasks:
     """Activities sharing one artifact store, one executor and the database."""
 
-    def __init__(
-        self,
-        *,
-        sessions: sessionmaker[Session],
-        store: ArtifactStore,
-        executor: Executor,
-        scratch_dir: Path,
-        heartbeat_interval: float,
-        expiration_days: int,
-        max_unpacked_bytes: int = 4 * 1024**3,
-        max_archive_members: int = DEFAULT_MAX_MEMBERS,
-    ) -> None:
-        self.sessions = sessions
-        self.store = store
-        self.executor = executor
-        self.scratch_dir = scratch_dir
-        self.heartbeat_interval = heartbeat_interval
-        self.expiration_days = expiration_days
-        self.max_unpacked_bytes = max_unpacked_bytes
-        self.max_archive_members = max_archive_members
+    def __init__(self, runs: ToolRuns) -> None:
+        self.runs = runs
+        self.sessions = runs.sessions
+        self.store = runs.store
+        self.executor = runs.executor
 
-    # -- helpers ---------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _workspace(self) -> Iterator[Path]:
-        scratch = self.scratch_dir.resolve()
-        scratch.mkdir(parents=True, exist_ok=True)
-        info = activity.info()
-        path = Path(tempfile.mkdtemp(prefix=f"{info.activity_type}-", dir=scratch))
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-    def _hooks(self, stage: str) -> Hooks:
-        def tick(elapsed: float) -> None:
-            activity.heartbeat({"stage": stage, "elapsed_s": round(elapsed, 1)})
-
-        return Hooks(tick=tick, cancelled=activity.is_cancelled, interval=self.heartbeat_interval)
-
-    def _key(self, name: str) -> str:
-        info = activity.info()
-        return f"{info.workflow_id}/{info.activity_id}/{name}"
-
-    def _resume(self, rebuild: Callable[[list[StoredArtifact], int], R | None]) -> R | None:
-        """On a retry, the result an interrupted attempt already stored (None: run the tool)."""
-        info = activity.info()
-        if info.attempt == 1:
-            return None
-        reached = info.heartbeat_details[0] if info.heartbeat_details else None
-        stored = self.store.activity_artifacts(info.workflow_id or "", info.activity_id)
-        found = rebuild(stored, info.attempt)
-        if found is not None:
-            activity.logger.info(
-                "try %d reuses the outputs an interrupted try stored (last heartbeat: %s)",
-                info.attempt,
-                reached,
-            )
-        return found
-
-    def _store(
-        self,
-        artifacts: list[NewArtifact],
-        relations: list[Relation],
-        history: dict[str, Any],
-        activity_type: str,
-    ) -> list[int]:
-        """Register the artifacts and the task-history row in one transaction; then tell Temporal (by
-        heartbeat) that the outputs are stored."""
-        info = activity.info()
-
-        def record(session: Session, fresh: bool) -> None:
-            if fresh:  # a concurrent, older attempt that stored the same keys has recorded it
-                add_task_history(session, workflow_id=info.workflow_id, **history)
-
-        ids = self.store.register(
-            artifacts,
-            workflow_id=info.workflow_id,
-            activity_id=info.activity_id,
-            expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days),
-            relations=relations,
-            also=record,
-        )
-        activity.heartbeat({"stage": "stored", "artifact_ids": ids})
-        faults.after_store(activity_type)
-        return ids
-
-    def _environment_seconds(
-        self, use: EnvironmentUse | None, *, subject: str, suite: str, architecture: str
-    ) -> float:
-        """The seconds a task spent having its environment, to leave out of the task's own duration;
-        making it or waiting for it is recorded as a task of its own."""
-        if use is None:
-            return 0.0
-        info = activity.info()
-        with self.sessions.begin() as session:
-            record_environment(
-                session,
-                use,
-                context=f"{suite}/{architecture}",
-                workflow_id=info.workflow_id,
-                wanted_by=f"{info.activity_type} {subject} ({info.activity_id})",
-            )
-        return use.seconds
-
-    def _run_tests(
-        self,
-        dsc: Path,
-        debs: list[Path],
-        *,
-        suite: str,
-        architecture: str,
-        work: Path,
-        stage: str,
-        subject: str,
-    ) -> tuple[ProcessOutcome, dict[str, AutopkgtestTestResult], dict[str, Path], float]:
-        """autopkgtest with the executor: its outcome, per-test results, the files to store and the seconds
-        spent having the test environment (not part of the test's duration). A testbed failure is not a
-        verdict on the package: it raises, and the retry policy runs it again."""
-        output_dir, summary, log = work / "out", work / "summary", work / "autopkgtest.log"
-        tested = self.executor.autopkgtest(
-            dsc,
-            debs,
-            suite=suite,
-            architecture=architecture,
-            workdir=work,
-            output_dir=output_dir,
-            summary=summary,
-            log=log,
-            hooks=self._hooks(stage),
-        )
-        outcome = tested.outcome
-        environment_s = self._environment_seconds(
-            tested.environment, subject=subject, suite=suite, architecture=architecture
-        )
-        if outcome.returncode in INFRASTRUCTURE_EXIT_CODES:
-            tail = log.read_text(errors="replace")[-800:]
-            raise ApplicationError(
-                f"autopkgtest testbed failure (exit {outcome.returncode}): {tail}",
-                type="AutopkgtestInfrastructureError",
-            )
-        tests, files = autopkgtest_outputs(log, summary, output_dir)
-        return outcome, tests, files, environment_s
-
-    def _source_files(self, upload_artifact_id: int, work: Path) -> Path:
-        files = self.store.materialize([upload_artifact_id], work)[upload_artifact_id]
-        # The upload was checked when submitted; an artifact may come from elsewhere (a workflow started
-        # without `debflow submit`), so the same rules apply again before any executor extracts it.
-        dsc = next((path for name, path in files.items() if name.endswith(".dsc")), None)
-        if dsc is None:
-            raise BadUpload(f"artifact {upload_artifact_id} holds no .dsc")
-        check_dsc(
-            dsc,
-            max_bytes=1 << 62,  # the files are stored already: their size is not this check's concern
-            max_unpacked_bytes=self.max_unpacked_bytes,
-            max_archive_members=self.max_archive_members,
-        )
-        return dsc
-
-    # -- activities ------------------------------------------------------------------------------
-
-    @activity.defn(name="describe_upload")
+    @activity.defn(name=ActivityName.DESCRIBE_UPLOAD)
     def describe_upload(self, params: DescribeUploadInput) -> UploadDescription:
         with translate_errors(), self.sessions() as session:
             row = session.scalar(select(Artifact).where(Artifact.id == params.upload_artifact_id))
-            if row is None or row.category != "debian:source-package":
+            if row is None or row.category != ArtifactCategory.SOURCE_PACKAGE:
                 raise LookupError(f"artifact {params.upload_artifact_id} is not a debian:source-package")
             data = SourcePackageData.model_validate(row.data)
             if not data.architecture:  # stored without `debflow submit`, which refuses it
@@ -268,18 +72,18 @@ class DebianTasks:
             or any(t.startswith("autopkgtest-pkg-") for t in data.testsuite),
         )
 
-    @activity.defn(name="build_package")
+    @activity.defn(name=ActivityName.BUILD_PACKAGE)
     def build_package(self, params: BuildInput) -> BuildResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
         with translate_errors():
-            reused = self._resume(build_result_from)
+            reused = self.runs.resume(build_result_from)
             if reused is not None:
                 return reused
-            with self._workspace() as work:
+            with self.runs.workspace() as work:
                 return self._build(params, work, started, clock)
 
     def _build(self, params: BuildInput, work: Path, started: dt.datetime, clock: float) -> BuildResult:
-        dsc = self._source_files(params.upload_artifact_id, work / "in")
+        dsc = self.runs.source_files(params.upload_artifact_id, work / "in")
         log = work / f"{params.source}_{_no_epoch(params.version)}_{params.architecture}.build"
         out = self.executor.build(
             dsc,
@@ -288,9 +92,9 @@ class DebianTasks:
             architecture=params.architecture,
             build_arch_all=params.build_arch_all,
             log=log,
-            hooks=self._hooks("build"),
+            hooks=self.runs.hooks("build"),
         )
-        environment_s = self._environment_seconds(
+        environment_s = self.runs.environment_seconds(
             out.environment, subject=params.source, suite=params.suite, architecture=params.architecture
         )
         duration = time.monotonic() - clock - environment_s
@@ -307,28 +111,32 @@ class DebianTasks:
             environment_artifact_id=out.environment_artifact_id,
             environment_s=round(environment_s, 3),
         )
-        artifacts = [NewArtifact("debian:package-build-log", log_data, {log.name: log}, self._key("log"))]
+        artifacts = [
+            NewArtifact(ArtifactCategory.PACKAGE_BUILD_LOG, log_data, {log.name: log}, self.runs.key("log"))
+        ]
         relations = [Relation(0, params.upload_artifact_id, RelationType.RELATES_TO)]
         if out.environment_artifact_id is not None:
             relations.append(Relation(0, out.environment_artifact_id, RelationType.RELATES_TO))
         packages: list[str] = []
         if ok and out.changes is not None:
-            artifacts.append(changes_artifact(out.changes, self._key(out.changes.name)))
+            artifacts.append(changes_artifact(out.changes, self.runs.key(out.changes.name)))
             relations.append(Relation(1, params.upload_artifact_id, RelationType.RELATES_TO))
             for deb in out.debs:
                 data = binary_data(deb)
                 packages.append(data.package)
                 index = len(artifacts)
                 artifacts.append(
-                    NewArtifact("debian:binary-package", data, {deb.name: deb}, self._key(deb.name))
+                    NewArtifact(
+                        ArtifactCategory.BINARY_PACKAGE, data, {deb.name: deb}, self.runs.key(deb.name)
+                    )
                 )
                 relations += [
                     Relation(index, params.upload_artifact_id, RelationType.BUILT_USING),
                     Relation(1, index, RelationType.EXTENDS, target_in_batch=True),
                     Relation(0, index, RelationType.RELATES_TO, target_in_batch=True),
                 ]
-        history = self._history("build", params, started, duration, result, [out.outcome])
-        ids = self._store(artifacts, relations, history, "build_package")
+        history = self._history(TaskName.BUILD, params, started, duration, result, [out.outcome])
+        ids = self.runs.store_outputs(artifacts, relations, history, ActivityName.BUILD_PACKAGE)
         what = "built " + ", ".join(packages) if ok else f"build failed (exit {out.outcome.returncode})"
         return BuildResult(
             result=result,
@@ -365,27 +173,27 @@ class DebianTasks:
         }
 
     def _binaries(self, params: CheckInput, work: Path) -> tuple[Path, list[Path]]:
-        dsc = self._source_files(params.upload_artifact_id, work / "in")
+        dsc = self.runs.source_files(params.upload_artifact_id, work / "in")
         binaries = self.store.materialize(params.binary_artifact_ids, work / "in")
         debs = [p for files in binaries.values() for p in files.values() if p.suffix == ".deb"]
         return dsc, debs
 
-    @activity.defn(name="run_lintian")
+    @activity.defn(name=ActivityName.RUN_LINTIAN)
     def run_lintian(self, params: CheckInput) -> LintianResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
         with translate_errors():
-            reused = self._resume(lintian_result_from)
+            reused = self.runs.resume(lintian_result_from)
             if reused is not None:
                 return reused
             # Before the source is fetched and re-checked: a worker without lintian says so at once.
             require_tool("lintian", "lintian")
-            with self._workspace() as work:
+            with self.runs.workspace() as work:
                 return self._lintian(params, work, started, clock)
 
     def _lintian(self, params: CheckInput, work: Path, started: dt.datetime, clock: float) -> LintianResult:
         dsc, debs = self._binaries(params, work)
         log = work / "lintian.txt"
-        outcome = run_lintian([dsc, *debs], workdir=work, log=log, hooks=self._hooks("lintian"))
+        outcome = run_lintian([dsc, *debs], workdir=work, log=log, hooks=self.runs.hooks("lintian"))
         tags = parse_lintian(log.read_text(errors="replace"))
         counts = lintian_counts(tags)
         if outcome.returncode != 0 and not counts.get("error"):
@@ -407,11 +215,11 @@ class DebianTasks:
             duration_s=round(duration, 3),
         )
         related = [params.upload_artifact_id, *params.binary_artifact_ids]
-        (artifact_id,) = self._store(
-            [NewArtifact("debian:lintian", data, {log.name: log}, self._key("lintian"))],
+        (artifact_id,) = self.runs.store_outputs(
+            [NewArtifact(ArtifactCategory.LINTIAN, data, {log.name: log}, self.runs.key("lintian"))],
             [Relation(0, target, RelationType.RELATES_TO) for target in related],
-            self._history("lintian", params, started, duration, result, [outcome], counts=counts),
-            "run_lintian",
+            self._history(TaskName.LINTIAN, params, started, duration, result, [outcome], counts=counts),
+            ActivityName.RUN_LINTIAN,
         )
         summary = ", ".join(f"{n} {sev}" for sev, n in counts.items()) or "no tags"
         return LintianResult(
@@ -423,21 +231,21 @@ class DebianTasks:
             tries=activity.info().attempt,
         )
 
-    @activity.defn(name="run_autopkgtest")
+    @activity.defn(name=ActivityName.RUN_AUTOPKGTEST)
     def run_autopkgtest(self, params: CheckInput) -> AutopkgtestResult:
         started, clock = dt.datetime.now(dt.UTC), time.monotonic()
         with translate_errors():
-            reused = self._resume(autopkgtest_result_from)
+            reused = self.runs.resume(autopkgtest_result_from)
             if reused is not None:
                 return reused
-            with self._workspace() as work:
+            with self.runs.workspace() as work:
                 return self._autopkgtest(params, work, started, clock)
 
     def _autopkgtest(
         self, params: CheckInput, work: Path, started: dt.datetime, clock: float
     ) -> AutopkgtestResult:
         dsc, debs = self._binaries(params, work)
-        outcome, tests, files, environment_s = self._run_tests(
+        run = self.runs.run_tests(
             dsc,
             debs,
             suite=params.suite,
@@ -446,37 +254,40 @@ class DebianTasks:
             stage="autopkgtest",
             subject=params.source,
         )
-        result = autopkgtest_result(outcome.returncode)
-        duration = time.monotonic() - clock - environment_s
-        data = AutopkgtestData(
+        outcome = run.outcome
+        duration = time.monotonic() - clock - run.environment_s
+        data = run.data(
             source=params.source,
             version=params.version,
             architecture=params.architecture,
             suite=params.suite,
-            result=str(result),
-            exit_code=outcome.returncode,
-            virt_server=f"{self.executor.name}:{self.executor.virt_server}",
-            tests=tests,
-            duration_s=round(duration, 3),
-            environment_s=round(environment_s, 3),
+            virt_server=self.runs.virt_server,
+            duration_s=duration,
         )
-        (artifact_id,) = self._store(
-            [NewArtifact("debian:autopkgtest", data, files, self._key("autopkgtest"))],
+        result = TaskResult(data.result)
+        (artifact_id,) = self.runs.store_outputs(
+            [NewArtifact(ArtifactCategory.AUTOPKGTEST, data, run.files, self.runs.key("autopkgtest"))],
             [
                 Relation(0, t, RelationType.RELATES_TO)
                 for t in [params.upload_artifact_id, *params.binary_artifact_ids]
             ],
             self._history(
-                "autopkgtest", params, started, duration, result, [outcome], exit_code=outcome.returncode
+                TaskName.AUTOPKGTEST,
+                params,
+                started,
+                duration,
+                result,
+                [outcome],
+                exit_code=outcome.returncode,
             ),
-            "run_autopkgtest",
+            ActivityName.RUN_AUTOPKGTEST,
         )
         return AutopkgtestResult(
             result=result,
             exit_code=outcome.returncode,
             artifact_id=artifact_id,
-            tests={name: t.status for name, t in tests.items()},
+            tests={name: t.status for name, t in run.tests.items()},
             duration_s=duration,
-            summary=describe_tests(outcome.returncode, tests),
+            summary=describe_tests(outcome.returncode, run.tests),
             tries=activity.info().attempt,
         )

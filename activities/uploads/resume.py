@@ -8,21 +8,12 @@ again: no second build, no duplicate artifact, no second history row.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from temporalio import activity
-from temporalio.worker import (
-    ActivityInboundInterceptor,
-    ExecuteActivityInput,
-    Interceptor,
-)
-
 from activities.debian.parsing import describe_tests
-from activities.storage.store import ArtifactStore, StoredArtifact
+from activities.storage.store import StoredArtifact
 from models.artifacts import AutopkgtestTestResult
-from models.campaign import RunOutcome, RunResult
 from models.payloads import AutopkgtestResult, BuildResult, LintianResult, TaskResult
 
 log = logging.getLogger("debflow.resume")
@@ -94,53 +85,3 @@ def autopkgtest_result_from(stored: list[StoredArtifact], tries: int) -> Autopkg
         tries=tries,
         reused=True,
     )
-
-
-def campaign_outcome_from(stored: list[StoredArtifact]) -> RunOutcome | None:
-    """A simulated campaign test stores a log only for a FAIL: that log is its whole outcome."""
-    found = next((a for a in stored if a.category == "debian:autopkgtest"), None)
-    if found is None or found.data.get("result") != "failure":
-        return None
-    return RunOutcome(
-        result=RunResult.FAIL,
-        exit_code=int(found.data["exit_code"]),
-        tests={str(name): str(t["status"]) for name, t in found.data["tests"].items()},
-        log_artifact_id=found.id,
-    )
-
-
-class ResumeCampaignTests(Interceptor):
-    """Gives retries of `run_campaign_test` the outcome an interrupted attempt stored.
-
-    An interceptor rather than code in activities/campaigns/campaign_tasks.py because that module is being
-    reworked in parallel; the look-up belongs in the activity once that has landed.
-    """
-
-    def __init__(self, store: ArtifactStore) -> None:
-        self.store = store
-
-    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _ResumeInbound(next, self.store)
-
-
-class _ResumeInbound(ActivityInboundInterceptor):
-    def __init__(self, next: ActivityInboundInterceptor, store: ArtifactStore) -> None:
-        super().__init__(next)
-        self.store = store
-
-    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        info = activity.info()
-        if info.activity_type == "run_campaign_test" and info.attempt > 1:
-            stored = await asyncio.to_thread(
-                self.store.activity_artifacts, info.workflow_id or "", info.activity_id
-            )
-            outcome = campaign_outcome_from(stored)
-            if outcome is not None:
-                log.info(
-                    "run_campaign_test %s/%s try %d: reusing the outcome stored by an interrupted try",
-                    info.workflow_id,
-                    info.activity_id,
-                    info.attempt,
-                )
-                return outcome
-        return await super().execute_activity(input)

@@ -23,6 +23,7 @@ from temporalio import activity
 
 from activities.tools import environments
 from models.payloads import EstimateTimeoutsInput, TaskTimeouts, TimeoutEstimates
+from models.vocabulary import ActivityName
 
 TASKS = ("build", "lintian", "autopkgtest")
 NEEDS_ENVIRONMENT = ("build", "autopkgtest")
@@ -82,7 +83,7 @@ class TimeoutEstimator:
         self.factor = factor
         self.min_samples = min_samples
 
-    @activity.defn(name="estimate_timeouts")
+    @activity.defn(name=ActivityName.ESTIMATE_TIMEOUTS)
     def estimate_timeouts(self, params: EstimateTimeoutsInput) -> TimeoutEstimates:
         contexts = {f"{params.suite}/{arch}": arch for arch in params.architectures}
         with self.sessions() as session:
