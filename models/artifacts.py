@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.vocabulary import ArtifactCategory
+
 
 class ArtifactData(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -121,13 +123,13 @@ class SystemTarballData(ArtifactData):
 
 
 CATEGORIES: dict[str, type[ArtifactData]] = {
-    "debian:source-package": SourcePackageData,
-    "debian:upload": UploadData,
-    "debian:binary-package": BinaryPackageData,
-    "debian:package-build-log": PackageBuildLogData,
-    "debian:lintian": LintianData,
-    "debian:autopkgtest": AutopkgtestData,
-    "debian:system-tarball": SystemTarballData,
+    ArtifactCategory.SOURCE_PACKAGE: SourcePackageData,
+    ArtifactCategory.UPLOAD: UploadData,
+    ArtifactCategory.BINARY_PACKAGE: BinaryPackageData,
+    ArtifactCategory.PACKAGE_BUILD_LOG: PackageBuildLogData,
+    ArtifactCategory.LINTIAN: LintianData,
+    ArtifactCategory.AUTOPKGTEST: AutopkgtestData,
+    ArtifactCategory.SYSTEM_TARBALL: SystemTarballData,
 }
 
 

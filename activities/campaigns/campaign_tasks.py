@@ -33,7 +33,7 @@ from models.campaign import (
     RunResult,
     StoreReferencesInput,
 )
-from models.vocabulary import ActivityName, CollectionCategory, TaskName, TaskResult
+from models.vocabulary import ActivityName, CollectionCategory, ItemCategory, TaskName, TaskResult
 
 QA_RESULTS = CollectionCategory.QA_RESULTS
 # The task history's result of a run: an UNTESTABLE run is an infrastructure error (`debflow status`).
@@ -58,7 +58,7 @@ _RETIRE = text(
 )
 _CLAIM = text(
     "INSERT INTO collection_item (collection_id, name, category, data, created_by_workflow) "
-    "SELECT :cid, c.name, 'debian:qa-result', c.data, :owner "
+    f"SELECT :cid, c.name, '{ItemCategory.QA_RESULT}', c.data, :owner "
     "FROM unnest(:names, :datas) AS c(name, data) ORDER BY c.name "
     "ON CONFLICT (collection_id, name) WHERE removed_at IS NULL DO NOTHING RETURNING name"
 ).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("datas", type_=ARRAY(JSONB)))

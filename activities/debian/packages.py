@@ -9,6 +9,7 @@ from debian.deb822 import Changes, Deb822
 
 from activities.storage.store import NewArtifact
 from models.artifacts import BinaryPackageData, UploadData
+from models.vocabulary import ArtifactCategory
 
 
 def changes_artifact(changes: Path, idempotency_key: str) -> NewArtifact:
@@ -19,7 +20,7 @@ def changes_artifact(changes: Path, idempotency_key: str) -> NewArtifact:
     files = {changes.name: changes}
     files |= {name: changes.parent / name for name in listed if not name.endswith(".deb")}
     return NewArtifact(
-        "debian:upload",
+        ArtifactCategory.UPLOAD,
         UploadData(
             source=fields["Source"],
             version=fields["Version"],

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.storage.store import ArtifactStore
 from models.tables import Artifact, ArtifactRelation, File, FileInArtifact
+from models.vocabulary import ArtifactCategory
 
 
 class ArtifactFile(BaseModel):
@@ -50,11 +51,11 @@ def log_file(category: str, data: dict[str, Any], paths: list[str]) -> str | Non
     """Which file of an artifact is its log: a build names it, autopkgtest stores `log`, lintian
     stores its one output file."""
     wanted: str | None = None
-    if category == "debian:package-build-log":
+    if category == ArtifactCategory.PACKAGE_BUILD_LOG:
         wanted = data.get("filename")
-    elif category == "debian:autopkgtest":
+    elif category == ArtifactCategory.AUTOPKGTEST:
         wanted = "log"
-    elif category == "debian:lintian" and len(paths) == 1:
+    elif category == ArtifactCategory.LINTIAN and len(paths) == 1:
         wanted = paths[0]
     return wanted if wanted in paths else None
 

@@ -15,6 +15,7 @@ from activities.debian.parsing import describe_tests
 from activities.storage.store import StoredArtifact
 from models.artifacts import AutopkgtestTestResult
 from models.payloads import AutopkgtestResult, BuildResult, LintianResult, TaskResult
+from models.vocabulary import ArtifactCategory
 
 log = logging.getLogger("debflow.resume")
 
@@ -25,12 +26,12 @@ def _duration(data: dict[str, Any]) -> float:
 
 def build_result_from(stored: list[StoredArtifact], tries: int) -> BuildResult | None:
     """The BuildResult of a build whose outputs are `stored`, or None if it stored nothing yet."""
-    build_log = next((a for a in stored if a.category == "debian:package-build-log"), None)
+    build_log = next((a for a in stored if a.category == ArtifactCategory.PACKAGE_BUILD_LOG), None)
     if build_log is None:
         return None
     result = TaskResult(build_log.data["result"])
-    changes = next((a for a in stored if a.category == "debian:upload"), None)
-    binaries = [a for a in stored if a.category == "debian:binary-package"]
+    changes = next((a for a in stored if a.category == ArtifactCategory.UPLOAD), None)
+    binaries = [a for a in stored if a.category == ArtifactCategory.BINARY_PACKAGE]
     packages = [str(b.data["package"]) for b in binaries]
     ok = result is TaskResult.SUCCESS
     return BuildResult(
@@ -52,7 +53,7 @@ def build_result_from(stored: list[StoredArtifact], tries: int) -> BuildResult |
 
 
 def lintian_result_from(stored: list[StoredArtifact], tries: int) -> LintianResult | None:
-    found = next((a for a in stored if a.category == "debian:lintian"), None)
+    found = next((a for a in stored if a.category == ArtifactCategory.LINTIAN), None)
     if found is None:
         return None
     counts = {str(k): int(v) for k, v in found.data["counts"].items()}
@@ -69,7 +70,7 @@ def lintian_result_from(stored: list[StoredArtifact], tries: int) -> LintianResu
 
 
 def autopkgtest_result_from(stored: list[StoredArtifact], tries: int) -> AutopkgtestResult | None:
-    found = next((a for a in stored if a.category == "debian:autopkgtest"), None)
+    found = next((a for a in stored if a.category == ArtifactCategory.AUTOPKGTEST), None)
     if found is None:
         return None
     facts = {str(name): AutopkgtestTestResult.model_validate(t) for name, t in found.data["tests"].items()}
