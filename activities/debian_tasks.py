@@ -40,6 +40,7 @@ from activities.process import ProcessOutcome, require_tool
 from activities.resume import autopkgtest_result_from, build_result_from, lintian_result_from
 from activities.source_archives import DEFAULT_MAX_MEMBERS
 from activities.store import ArtifactStore, NewArtifact, Relation, StoredArtifact
+from models.architectures import builds_on
 from models.artifacts import (
     AutopkgtestData,
     AutopkgtestTestResult,
@@ -266,6 +267,9 @@ class DebianTasks:
             binaries=data.binaries,
             has_tests="autopkgtest" in data.testsuite
             or any(t.startswith("autopkgtest-pkg-") for t in data.testsuite),
+            builds_for=[a for a in params.architectures if builds_on(data.architecture, a, arch_all=False)]
+            if params.architectures
+            else None,
         )
 
     @activity.defn(name="build_package")

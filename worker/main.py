@@ -25,9 +25,11 @@ from activities.executors import Executor, HostExecutor, host_architecture
 from activities.expiry import ExpiryActivities
 from activities.resume import ResumeCampaignTests
 from activities.store import ArtifactStore
+from activities.task_errors import TaskErrors
 from activities.timeouts import TimeoutEstimator
 from activities.unshare import UnshareExecutor
 from models.db import make_engine, make_sessionmaker
+from models.payloads import TaskTimeouts
 from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
@@ -153,6 +155,13 @@ def build_worker(
         floor_s=settings.timeout_floor_s,
         factor=settings.timeout_history_factor,
         min_samples=settings.timeout_history_min_samples,
+        policy=TaskTimeouts(
+            build_s=settings.build_timeout,
+            lintian_s=settings.lintian_timeout,
+            autopkgtest_s=settings.autopkgtest_timeout,
+            heartbeat_s=settings.heartbeat_timeout,
+            queue_wait_s=settings.queue_wait_s,
+        ),
     )
     campaigns = CampaignTasks(
         client=client,
@@ -165,6 +174,7 @@ def build_worker(
         Kind.CONTROL: [
             tasks.describe_upload,
             estimator.estimate_timeouts,
+            TaskErrors(sessions=sessions).record_task_error,
             *campaigns.database_activities(),
             *expiry.all(),
         ],
