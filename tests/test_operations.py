@@ -21,8 +21,8 @@ from models.campaign import CampaignInput, Simulation
 from models.payloads import Check, TaskResult, TaskStatus
 from models.tables import TaskHistory
 from tests.conftest import subprocess_env
-from tests.test_pipeline import worker_with
 from tests.synthetic_suite import write_suite
+from tests.test_pipeline import worker_with
 from worker.postgres import free_port
 from worker.settings import PROJECT_ROOT, Settings
 

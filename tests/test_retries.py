@@ -264,7 +264,7 @@ async def _passing_run(
 
 
 async def test_retry_reruns_an_errored_build_and_what_depends_on_it(
-    client: Client, settings: Settings, example_sources: dict[str, Path]
+    client: Client, settings: Settings, sessions: sessionmaker[Session], example_sources: dict[str, Path]
 ) -> None:
     settings.queue_wait_s = 3  # no worker here polls the arm64 build queue
     async with worker_with(client, settings):
@@ -288,6 +288,15 @@ async def test_retry_reruns_an_errored_build_and_what_depends_on_it(
     assert len(again["lintian", "amd64"].attempts) == 1
     assert again["lintian", "arm64"].summary == "build errored"
     assert second.retry_rounds == 1 and second.result == TaskResult.ERROR
+    # Both errors of the arm64 build have their task-history row (record_task_error).
+    with sessions() as session:
+        errors = session.scalars(
+            select(TaskHistory.context).where(
+                TaskHistory.workflow_id == handle.id, TaskHistory.result == "error"
+            )
+        ).all()
+    assert errors == ["bookworm/arm64", "bookworm/arm64"]
+    await replay(client, handle.id, "upload-pipeline-v4-retry-errored-build")
 
 
 def _slow_source(root: Path, pid_file: Path) -> Path:
