@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.pool import NullPool
+from temporalio.api.history.v1 import WorkflowExecutionStartedEventAttributes
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -23,19 +24,19 @@ from temporalio.service import RPCError
 
 from activities.debian.dsc import BadUpload, check_dsc
 from activities.storage.store import ArtifactStore, NewArtifact
-from activities.tools.process import require_tool
 from models import identifiers
+from models.architectures import builds_on
 from models.db import make_engine, make_sessionmaker
 from models.payloads import (
     Check,
     PipelineProgress,
-    TaskTimeouts,
+    TaskResult,
     UploadPipelineInput,
     UploadReport,
 )
 from worker.settings import Settings
 from workflows import search_attributes as sa
-from workflows.upload_pipeline import UploadPipelineWorkflow, builds_on
+from workflows.upload_pipeline import UploadPipelineWorkflow
 
 
 def workflow_url(ui_url: str | None, namespace: str, workflow_id: str) -> str | None:
@@ -57,34 +58,11 @@ def check_target(settings: Settings, suite: str, architectures: list[str]) -> No
         raise BadUpload("an architecture is requested twice")
 
 
-def _dpkg_matches(architecture: str, wildcard: str) -> bool:
-    """Whether dpkg counts `architecture` in `wildcard` (any, linux-any, any-amd64, a name)."""
-    if wildcard in ("any", architecture):
-        return True
-    if wildcard == "all" or architecture == "all":
-        return False
-    judged = subprocess.run(
-        ["dpkg-architecture", "-a", architecture, "-i", wildcard],
-        capture_output=True,
-        env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
-    return judged.returncode == 0
-
-
 def check_buildable(dsc: str, field: list[str], architectures: list[str]) -> None:
     """Refuse an upload that would build nothing for the requested architectures (its run would test
-    nothing): arch-specific packages where dpkg's wildcards match, arch:all ones with the first."""
-    require_tool("dpkg-architecture", "dpkg-dev")
-    buildable = False
-    for index, arch in enumerate(architectures):
-        matched = any(_dpkg_matches(arch, w) for w in field)
-        if matched and not builds_on(field, arch):
-            # The pipeline would skip what dpkg builds: refuse rather than report an empty success.
-            raise BadUpload(
-                f"{dsc}: debflow does not support the wildcards of Architecture: {' '.join(field)}"
-            )
-        buildable = buildable or matched or (index == 0 and "all" in field)
+    nothing): arch-specific packages where dpkg's wildcards match, arch:all ones with the first. The
+    rule is the one the run's `describe_upload` applies (models/architectures.py)."""
+    buildable = any(builds_on(field, arch, arch_all=index == 0) for index, arch in enumerate(architectures))
     if not buildable:
         raise BadUpload(
             f"{dsc} builds nothing for {' '.join(architectures)} (Architecture: {' '.join(field)})"
@@ -136,7 +114,7 @@ def upload_workflow_id(
     source: str, version: str, artifact_id: int, params: UploadPipelineInput, again: str | None = None
 ) -> str:
     """Deterministic: a duplicate submission of an open run is refused by Temporal, not run twice."""
-    what = f"{artifact_id}/{params.suite}/{','.join(params.architectures)}/{','.join(params.checks)}"
+    what = f"{artifact_id}/{params.suite}/{','.join(params.architectures)}/{','.join(params.tasks)}"
     return identifiers.upload_run_id(source, version, hashlib.sha256(what.encode()).hexdigest()[:8], again)
 
 
@@ -160,19 +138,9 @@ async def submit_upload(
     architectures = architectures or ["amd64"]
     check_target(settings, suite, architectures)
     artifact_id, source, version = store_source_package(settings, database_url, dsc, architectures)
+    # Timeouts are the workers' policy (estimate_timeouts hands it to the run): none sent from here.
     params = UploadPipelineInput(
-        upload_artifact_id=artifact_id,
-        suite=suite,
-        architectures=architectures,
-        checks=checks or list(Check),
-        timeouts=TaskTimeouts(
-            build_s=settings.build_timeout,
-            lintian_s=settings.lintian_timeout,
-            autopkgtest_s=settings.autopkgtest_timeout,
-            heartbeat_s=settings.heartbeat_timeout,
-            queue_wait_s=settings.queue_wait_s,
-        ),
-        retry_window_s=settings.retry_window_s,
+        source_artifact_id=artifact_id, suite=suite, architectures=architectures, tasks=checks or list(Check)
     )
     workflow_id = upload_workflow_id(
         source, version, artifact_id, params, uuid.uuid4().hex[:6] if again else None
@@ -195,6 +163,8 @@ async def _start(
     source: str,
     version: str,
     task_queue: str | None,
+    *,
+    priority_key: int | None = None,
 ) -> WorkflowHandle[UploadPipelineWorkflow, UploadReport]:
     suite, architectures = params.suite, params.architectures
     return await client.start_workflow(
@@ -204,8 +174,11 @@ async def _start(
         task_queue=task_queue or settings.task_queue,
         # Uploads overtake campaigns (README "Priority and fairness"); one fairness key per source.
         priority=Priority(
-            priority_key=settings.upload_priority, fairness_key=identifiers.upload_fairness_key(source)
+            priority_key=priority_key or settings.upload_priority,
+            fairness_key=identifiers.upload_fairness_key(source),
         ),
+        # A retry is a new run of the same workflow id; the memo names the run it retries (Web UI).
+        memo={"retry_of": params.retry_of} if params.retry_of else None,
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(sa.PACKAGE, source),
@@ -236,19 +209,65 @@ async def get_report(client: Client, workflow_id: str, *, poll_s: float = 1.0) -
         await asyncio.sleep(poll_s)
 
 
-async def retry_failed(client: Client, workflow_id: str) -> WorkflowUpdateHandle[UploadReport]:
-    """Ask a finished run to re-run its failed and errored tasks; returns once the run accepted."""
+class RetryRefused(RuntimeError):
+    """A run that cannot be retried: still running, cancelled, or nothing failed."""
+
+
+async def retry_failed(
+    client: Client, settings: Settings, workflow_id: str
+) -> WorkflowUpdateHandle[UploadReport] | WorkflowHandle[UploadPipelineWorkflow, UploadReport]:
+    """Re-run the failed and errored tasks of a finished run (and what depends on them); returns a
+    handle whose `result()` is the new report, once the retry has started.
+
+    A finished run has ended: the retry is a new run of the same workflow id, given the previous run's
+    input and report, that reuses every task that succeeded. A run still open is either running its
+    tasks or one started before runs ended with their tasks, in its retry window: the `retry_failed`
+    update answers for it.
+    """
     handle = client.get_workflow_handle_for(UploadPipelineWorkflow.run, workflow_id)
-    return await handle.start_update(
-        UploadPipelineWorkflow.retry_failed, wait_for_stage=WorkflowUpdateStage.ACCEPTED
-    )
+    described = await handle.describe()
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        return await handle.start_update(
+            UploadPipelineWorkflow.retry_failed, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+    if described.status != WorkflowExecutionStatus.COMPLETED:
+        status = described.status.name.lower() if described.status else "ended"
+        raise RetryRefused(f"{workflow_id} did not complete ({status}): submit the upload again")
+    previous = await handle.result()
+    if not any(t.result in (TaskResult.FAILURE, TaskResult.ERROR) for t in previous.tasks):
+        raise RetryRefused(f"{workflow_id}: no task failed or errored: there is nothing to retry")
+    started = await _started_event(handle)
+    (first_input,) = await client.data_converter.decode(started.input.payloads, [UploadPipelineInput])
+    params = first_input.model_copy(update={"retry_of": described.run_id, "previous": previous})
+    try:
+        return await _start(
+            client,
+            settings,
+            params,
+            workflow_id,
+            previous.source,
+            previous.version,
+            started.task_queue.name,
+            priority_key=started.priority.priority_key or None,
+        )
+    except WorkflowAlreadyStartedError:
+        raise RetryRefused(f"{workflow_id} is already being retried") from None
 
 
-async def close_run(client: Client, workflow_id: str) -> None:
-    """End a run's retry window now: it returns its report."""
-    await client.get_workflow_handle_for(UploadPipelineWorkflow.run, workflow_id).signal(
-        UploadPipelineWorkflow.close
-    )
+async def _started_event(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStartedEventAttributes:
+    async for event in handle.fetch_history_events():
+        return event.workflow_execution_started_event_attributes
+    raise RetryRefused(f"{handle.id} has no history")
+
+
+async def close_run(client: Client, workflow_id: str) -> bool:
+    """End the retry window of a run that keeps one (runs started before runs ended with their tasks)
+    now: it returns its report. False when the run has already ended."""
+    handle = client.get_workflow_handle_for(UploadPipelineWorkflow.run, workflow_id)
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        return False
+    await handle.signal(UploadPipelineWorkflow.close)
+    return True
 
 
 async def get_progress(client: Client, workflow_id: str) -> PipelineProgress:

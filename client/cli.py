@@ -14,12 +14,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.debian.dsc import SOURCE_NAME, VERSION, BadUpload
 from activities.tools.process import ToolMissing
-from client.api import AlreadySubmitted, close_run, get_report, retry_failed, submit_upload, workflow_url
+from client.api import (
+    AlreadySubmitted,
+    RetryRefused,
+    close_run,
+    get_report,
+    retry_failed,
+    submit_upload,
+    workflow_url,
+)
 from client.campaigns import start_campaign, watch_campaign
 from client.failures import RunEnded, describe_failure, raise_if_ended_badly, told_in_one_line
 from client.output import make_console
@@ -193,11 +201,7 @@ def retry(
         client = await connect_temporal(endpoints.temporal)
         if await _describe(client, workflow_id) != "UploadPipeline":
             raise LookupFailed(f"{workflow_id} is not an upload run")
-        if (
-            await client.get_workflow_handle(workflow_id).describe()
-        ).status != WorkflowExecutionStatus.RUNNING:
-            raise LookupFailed(f"{workflow_id} has ended: its retry window is closed (submit it again)")
-        await retry_failed(client, workflow_id)
+        await retry_failed(client, settings, workflow_id)
         console.print(f"{workflow_id}: re-running its failed tasks")
         if not wait:
             return 0
@@ -213,14 +217,15 @@ def retry(
 
 @app.command()
 def close(workflow_id: str) -> None:
-    """Close an upload run's retry window now; the run ends with its report."""
+    """Close the retry window of an upload run that keeps one (runs started before runs ended with their
+    tasks); the run ends with its report."""
     settings = Settings()
 
     async def go() -> int:
         client = await connect_temporal(resolve(settings).temporal)
         await _describe(client, workflow_id)
-        await close_run(client, workflow_id)
-        console.print(f"{workflow_id}: closed")
+        closed = await close_run(client, workflow_id)
+        console.print(f"{workflow_id}: {'closed' if closed else 'already ended'}")
         return 0
 
     raise typer.Exit(_run(go()))
@@ -455,7 +460,15 @@ class LookupFailed(LookupError):
 def _run(coroutine: object) -> int:
     try:
         return int(asyncio.run(coroutine))  # type: ignore[arg-type]
-    except (BadUpload, ToolMissing, NotConfigured, AlreadySubmitted, LookupFailed, identifiers.TooLong) as e:
+    except (
+        BadUpload,
+        ToolMissing,
+        NotConfigured,
+        AlreadySubmitted,
+        LookupFailed,
+        RetryRefused,
+        identifiers.TooLong,
+    ) as e:
         raise fail(str(e)) from None
     except RunEnded as e:
         raise fail(str(e), code=1) from None

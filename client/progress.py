@@ -94,7 +94,11 @@ def print_report(report: UploadReport, console: Console, url: str | None = None)
             )
     console.print(table)
     if report.retry_rounds:
-        console.print(f"  re-run with retry_failed {report.retry_rounds} time(s); every attempt is listed")
+        console.print(
+            f"  retried {report.retry_rounds} time(s) with `debflow retry`"
+            + (f", last in a new run after run {report.retry_of}" if report.retry_of else "")
+            + "; every attempt is listed"
+        )
     if report.accepting_retries_until:
         console.print(
             f"  open for `debflow retry {report.workflow_id}` until "

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from models.vocabulary import TaskResult, TaskStatus
 
@@ -22,7 +23,8 @@ class Check(enum.StrEnum):
 
 
 class TaskTimeouts(BaseModel):
-    """Start-to-close timeouts per task type and the heartbeat timeout of long tasks, in seconds."""
+    """Start-to-close timeouts per task type and the heartbeat timeout of long tasks, in seconds: the
+    workers' policy (their DEBFLOW_*_TIMEOUT settings), which `estimate_timeouts` hands to a run."""
 
     build_s: float = 3 * 3600
     lintian_s: float = 3600
@@ -32,17 +34,38 @@ class TaskTimeouts(BaseModel):
     queue_wait_s: float = 24 * 3600
 
 
+def _source_artifact_id(description: str = "the debian:source-package artifact") -> Any:
+    """The source package's artifact id; inputs and histories of earlier runs call it upload_artifact_id."""
+    return Field(
+        validation_alias=AliasChoices("source_artifact_id", "upload_artifact_id"), description=description
+    )
+
+
 class UploadPipelineInput(BaseModel):
     """Start an upload pipeline; documented in README as the JSON for `temporal workflow start`."""
 
-    upload_artifact_id: int = Field(description="debian:source-package artifact made by `debflow submit`")
+    source_artifact_id: int = _source_artifact_id("debian:source-package artifact made by `debflow submit`")
     suite: str = "bookworm"
     architectures: list[str] = Field(default_factory=lambda: ["amd64"])
-    checks: list[Check] = Field(default_factory=lambda: list(Check))
+    # The tasks to run: the build too, hence not `checks` (the name earlier inputs use).
+    tasks: list[Check] = Field(
+        default_factory=lambda: list(Check), validation_alias=AliasChoices("tasks", "checks")
+    )
+    # Runs that take the workers' timeouts (every run started since they do) ignore these two; they stay
+    # for the inputs of earlier runs, whose histories must replay.
     timeouts: TaskTimeouts = Field(default_factory=TaskTimeouts)
     retry_window_s: float = Field(
-        default=24 * 3600, ge=0, description="how long the finished run accepts the retry_failed update"
+        default=24 * 3600, ge=0, description="ignored: runs end when their tasks have (`debflow retry`)"
     )
+    # Set by `debflow retry`: this run re-runs what failed in run `retry_of` of the same workflow id,
+    # whose report is `previous`; its successful tasks are reused, not run again.
+    retry_of: str | None = None
+    previous: UploadReport | None = None
+
+    @property
+    def upload_artifact_id(self) -> int:
+        """The old name of `source_artifact_id`."""
+        return self.source_artifact_id
 
 
 FINISHED = frozenset({TaskStatus.COMPLETED, TaskStatus.SKIPPED, TaskStatus.ERROR})
@@ -86,13 +109,24 @@ class UploadReport(BaseModel):
     result: TaskResult
     tasks: list[TaskReport]
     retry_rounds: int = 0
-    accepting_retries_until: dt.datetime | None = None
-    upload_artifact_id: int | None = None  # the debian:source-package the run tested
+    accepting_retries_until: dt.datetime | None = None  # runs that kept a retry window only
+    # The debian:source-package the run tested.
+    source_artifact_id: int | None = Field(
+        default=None, validation_alias=AliasChoices("source_artifact_id", "upload_artifact_id")
+    )
+    retry_of: str | None = None  # the run (id) of the same workflow id this one retried
+    # Architecture → its last successful build: a retry in a new run tests these again, not rebuilding.
+    builds: dict[str, BuildResult] = Field(default_factory=dict)
+
+    @property
+    def upload_artifact_id(self) -> int | None:
+        """The old name of `source_artifact_id`."""
+        return self.source_artifact_id
 
 
 class PipelineProgress(BaseModel):
-    """Answer of the `progress` query; `finished` once every task has a final state (the run may stay
-    open for retry_failed)."""
+    """Answer of the `progress` query; `finished` once every task has a final state (a run started
+    before runs ended with their tasks may stay open for retry_failed)."""
 
     source: str = ""
     version: str = ""
@@ -104,7 +138,13 @@ class PipelineProgress(BaseModel):
 
 
 class DescribeUploadInput(BaseModel):
-    upload_artifact_id: int
+    source_artifact_id: int = _source_artifact_id()
+    # The run's architectures: the answer says which of them the source has arch-specific packages for.
+    architectures: list[str] = Field(default_factory=list)
+
+    @property
+    def upload_artifact_id(self) -> int:
+        return self.source_artifact_id
 
 
 class UploadDescription(BaseModel):
@@ -113,15 +153,22 @@ class UploadDescription(BaseModel):
     architecture: list[str]
     binaries: list[str]
     has_tests: bool
+    # Of the requested architectures, those with arch-specific packages (models/architectures.py);
+    # None in the histories of runs that judged it themselves.
+    builds_for: list[str] | None = None
 
 
 class BuildInput(BaseModel):
-    upload_artifact_id: int
+    source_artifact_id: int = _source_artifact_id()
     source: str
     version: str
     suite: str
     architecture: str
     build_arch_all: bool
+
+    @property
+    def upload_artifact_id(self) -> int:
+        return self.source_artifact_id
 
 
 class BuildResult(BaseModel):
@@ -141,12 +188,16 @@ class BuildResult(BaseModel):
 class CheckInput(BaseModel):
     """Input of lintian and autopkgtest: the source and the binaries built from it."""
 
-    upload_artifact_id: int
+    source_artifact_id: int = _source_artifact_id()
     binary_artifact_ids: list[int]
     source: str
     version: str
     suite: str
     architecture: str
+
+    @property
+    def upload_artifact_id(self) -> int:
+        return self.source_artifact_id
 
 
 class CheckResult(BaseModel):
@@ -173,7 +224,8 @@ class EstimateTimeoutsInput(BaseModel):
     source: str
     suite: str
     architectures: list[str]
-    defaults: TaskTimeouts
+    # The ceilings; None: the worker's own (runs since timeouts became the workers' policy send none).
+    defaults: TaskTimeouts | None = None
 
 
 class TimeoutEstimates(BaseModel):
@@ -181,3 +233,21 @@ class TimeoutEstimates(BaseModel):
 
     timeouts: dict[str, float] = Field(default_factory=dict)
     basis: dict[str, str] = Field(default_factory=dict)
+    # The worker's policy (ceilings, heartbeat, queue wait); None in histories of earlier runs.
+    policy: TaskTimeouts | None = None
+
+
+class TaskErrorInput(BaseModel):
+    """An upload task whose activity errored (tries exhausted, no worker, a timeout): its history row."""
+
+    task_name: str
+    subject: str  # the source package
+    context: str  # suite/architecture
+    workflow_id: str
+    started_at: dt.datetime
+    duration_s: float
+    message: str
+    tries: int | None = None
+
+
+UploadPipelineInput.model_rebuild()

@@ -80,6 +80,7 @@ class ActivityName(enum.StrEnum):
     BUILD_PACKAGE = "build_package"
     RUN_LINTIAN = "run_lintian"
     RUN_AUTOPKGTEST = "run_autopkgtest"
+    RECORD_TASK_ERROR = "record_task_error"
     # campaigns
     PLAN_CAMPAIGN = "plan_campaign"
     CLAIM_REFERENCES = "claim_references"

@@ -9,16 +9,20 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.suites.suite import import_suite
+from client.api import submit_upload
 from client.campaigns import start_campaign
 from client.status import collect_status
 from models.campaign import CampaignInput, Simulation
+from models.payloads import Check, TaskResult, TaskStatus
+from models.tables import TaskHistory
 from tests.conftest import subprocess_env
 from tests.synthetic_suite import write_suite
+from tests.test_pipeline import worker_with
 from worker.postgres import free_port
 from worker.settings import PROJECT_ROOT, Settings
 
@@ -113,3 +117,39 @@ def test_time_left_is_weighted_by_expected_durations() -> None:
     assert len(estimator.errors()) == 2
     estimator.update(1.0)  # done in one jump past 75 %: no estimate was made there
     assert set(estimator.predictions) == {0.25, 0.5}
+
+
+async def test_status_counts_a_task_that_errored(
+    client: Client,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    engine: Engine,
+    example_sources: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """A build whose executor keeps failing (the isolated executor cannot make its environment from a
+    mirror that does not exist) errors once its tries are spent: one `error` row, counted by status."""
+    settings.executor = "unshare"
+    settings.mirror = f"file://{tmp_path}/no-mirror"
+    before = (await collect_status(None, engine, settings.task_queue, [])).last_hour.infrastructure_errors
+    async with worker_with(client, settings):
+        handle = await submit_upload(
+            client,
+            settings,
+            settings.database_url or "",
+            example_sources["hello-debflow"],
+            checks=[Check.BUILD],
+            again=True,
+        )
+        report = await handle.result()
+    build = next(t for t in report.tasks if t.name == "build")
+    assert build.status == TaskStatus.ERROR and report.result == TaskResult.ERROR
+    assert "mmdebstrap" in build.summary or "environment" in build.summary, build.summary
+    with sessions() as session:
+        rows = session.scalars(select(TaskHistory).where(TaskHistory.workflow_id == handle.id)).all()
+    assert [(r.task_name, r.subject, r.context, r.result) for r in rows] == [
+        ("build", "hello-debflow", "bookworm/amd64", "error")
+    ]
+    assert rows[0].data["message"] == build.summary
+    after = (await collect_status(None, engine, settings.task_queue, [])).last_hour.infrastructure_errors
+    assert after == before + 1

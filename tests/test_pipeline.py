@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from sqlalchemy import select
@@ -15,7 +17,7 @@ from temporalio.worker import Replayer
 from client.api import submit_upload
 from models.payloads import Check, TaskReport, TaskResult, TaskStatus, UploadReport
 from models.tables import Artifact, ArtifactRelation, TaskHistory
-from worker.main import WORKFLOWS
+from worker.main import WORKFLOWS, build_worker
 from worker.settings import Settings
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -34,6 +36,18 @@ async def replay(client: Client, workflow_id: str, record_as: str) -> None:
             old.unlink()
         (HISTORIES / f"{record_as}--{workflow_id}.json").write_text(history.to_json())
     await Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter).replay_workflow(history)
+
+
+@contextlib.asynccontextmanager
+async def worker_with(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """A worker built from `settings` as they are now: timeouts and queue waits are the workers' policy,
+    read when a worker starts (the `worker` fixture starts before a test changes its settings)."""
+    parts = build_worker(client, settings, settings.database_url or "")
+    try:
+        async with parts:
+            yield
+    finally:
+        parts.close()
 
 
 async def test_passing_example_end_to_end(
@@ -81,7 +95,7 @@ async def test_passing_example_end_to_end(
         async for w in client.list_workflows('DebflowPackage="hello-debflow" AND DebflowResult="success"')
     ]
     assert handle.id in found
-    await replay(client, handle.id, "upload-pipeline-v3-hello-debflow")
+    await replay(client, handle.id, "upload-pipeline-v4-hello-debflow")
 
 
 async def test_failing_example_is_a_result_not_a_crash(
@@ -119,26 +133,26 @@ async def test_failing_example_is_a_result_not_a_crash(
         "runs": "PASS",
         "always-fails": "FAIL",
     }
-    await replay(client, handle.id, "upload-pipeline-v3-broken-debflow")
+    await replay(client, handle.id, "upload-pipeline-v4-broken-debflow")
 
 
 async def test_architecture_without_workers_is_reported_and_dependents_skipped(
     client: Client,
     settings: Settings,
-    worker: None,
     example_sources: dict[str, Path],
 ) -> None:
     """No worker polls the arm64 build queue: after the queue wait, a clear error; the checks skipped."""
     settings.queue_wait_s = 3
-    handle = await submit_upload(
-        client,
-        settings,
-        settings.database_url or "",
-        example_sources["hello-debflow"],
-        architectures=["amd64", "arm64"],
-        checks=[Check.BUILD],
-    )
-    report = await handle.result()
+    async with worker_with(client, settings):
+        handle = await submit_upload(
+            client,
+            settings,
+            settings.database_url or "",
+            example_sources["hello-debflow"],
+            architectures=["amd64", "arm64"],
+            checks=[Check.BUILD],
+        )
+        report = await handle.result()
     arm64 = {t.name: t for t in report.tasks if t.architecture == "arm64"}
     assert arm64["build"].status == TaskStatus.ERROR
     assert arm64["build"].summary == (

@@ -1,4 +1,4 @@
-"""Retries without harm: reuse after a crash, timeouts from history, retry_failed, cancellation."""
+"""Retries without harm: reuse after a crash, timeouts from history, `debflow retry`, cancellation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.testing import ActivityEnvironment
 
 from activities.faults import FaultInjector, InjectedFault
@@ -24,7 +24,14 @@ from activities.tools.executors import BuildOutput, EnvironmentUse, HostExecutor
 from activities.tools.runs import ToolRuns
 from activities.uploads.debian_tasks import DebianTasks
 from activities.uploads.timeouts import TimeoutEstimator, bound
-from client.api import close_run, get_report, retry_failed, store_source_package, submit_upload
+from client.api import (
+    RetryRefused,
+    close_run,
+    get_report,
+    retry_failed,
+    store_source_package,
+    submit_upload,
+)
 from models.payloads import (
     BuildInput,
     Check,
@@ -34,9 +41,10 @@ from models.payloads import (
     TaskTimeouts,
     TimeoutEstimates,
     UploadPipelineInput,
+    UploadReport,
 )
 from models.tables import Artifact, TaskHistory
-from tests.test_pipeline import replay
+from tests.test_pipeline import replay, worker_with
 from worker.settings import Settings
 from workflows.upload_pipeline import UploadPipelineWorkflow
 
@@ -180,6 +188,17 @@ def test_timeouts_come_from_the_p95_of_task_history(sessions: sessionmaker[Sessi
     assert found.timeouts["lintian/amd64"] == 1800  # lintian runs on the host, in no environment
     assert found.timeouts["build/arm64"] == 3600
     assert "49 s of 3 environment makings" in found.basis["build/amd64"]
+    assert found.policy is None  # the run sent its own ceilings (runs recorded before workers had theirs)
+
+    # Runs now send none: the worker's own policy is the ceiling, and the run is told it.
+    policy = TaskTimeouts(build_s=1200, heartbeat_s=30, queue_wait_s=90)
+    worker_side = TimeoutEstimator(sessions=sessions, floor_s=600, factor=4, min_samples=3, policy=policy)
+    found = ActivityEnvironment().run(
+        worker_side.estimate_timeouts,
+        EstimateTimeoutsInput(source=source, suite=suite, architectures=["amd64", "arm64"]),
+    )
+    assert found.policy == policy
+    assert found.timeouts["build/arm64"] == 1200 and found.timeouts["build/amd64"] == 1200  # capped
 
 
 def test_retry_is_accepted_only_for_a_finished_run_with_failures() -> None:
@@ -193,7 +212,7 @@ def test_retry_is_accepted_only_for_a_finished_run_with_failures() -> None:
         pipeline._validate_retry()
     from models.payloads import TaskReport
 
-    pipeline._tasks["build/amd64"] = TaskReport(
+    pipeline._tasks.reports["build/amd64"] = TaskReport(
         name="build", architecture="amd64", status=TaskStatus.ERROR, result=TaskResult.ERROR
     )
     pipeline._validate_retry()
@@ -202,61 +221,89 @@ def test_retry_is_accepted_only_for_a_finished_run_with_failures() -> None:
         pipeline._validate_retry()
 
 
-async def test_retry_failed_reruns_the_failed_test_and_reports_every_attempt(
+async def test_a_finished_run_ends_and_retry_reruns_its_failed_test_in_a_new_run(
     client: Client, settings: Settings, worker: None, example_sources: dict[str, Path]
 ) -> None:
+    # Runs used to stay open (Running in the Web UI) for this window after their tasks had finished.
     settings.retry_window_s = 600
     handle = await submit_upload(
         client, settings, settings.database_url or "", example_sources["broken-debflow"], again=True
     )
     first = await get_report(client, handle.id, poll_s=0.3)
-    assert first.result == TaskResult.FAILURE and first.accepting_retries_until is not None
-    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING  # open for retries
+    ended = await handle.describe()
+    assert ended.status == WorkflowExecutionStatus.COMPLETED  # as soon as its tasks are done
+    assert first.result == TaskResult.FAILURE and first.accepting_retries_until is None
 
-    update = await retry_failed(client, handle.id)
-    second = await update.result()
+    retried = await retry_failed(client, settings, handle.id)
+    second = await retried.result()
 
+    again = await client.get_workflow_handle(handle.id).describe()
+    assert again.run_id != ended.run_id and again.status == WorkflowExecutionStatus.COMPLETED
+    assert second.retry_of == ended.run_id and await again.memo_value("retry_of") == ended.run_id
     tasks = {t.name: t for t in second.tasks}
     before = {t.name: t for t in first.tasks}
     assert second.retry_rounds == 1
     assert [a.result for a in tasks["autopkgtest"].attempts] == [TaskResult.FAILURE, TaskResult.FAILURE]
     assert tasks["autopkgtest"].artifact_ids != before["autopkgtest"].artifact_ids  # a new run
-    assert len(tasks["build"].attempts) == 1 and tasks["build"].artifact_ids == before["build"].artifact_ids
-    assert len(tasks["lintian"].attempts) == 1  # it succeeded: not re-run
+    # The build and lintian succeeded: reused from the first run, not run again.
+    assert tasks["build"].attempts == before["build"].attempts and second.builds == first.builds
+    assert tasks["lintian"].attempts == before["lintian"].attempts
+    await replay(client, handle.id, "upload-pipeline-v4-retry-in-a-new-run")
 
-    await close_run(client, handle.id)
-    final = await handle.result()
-    assert final.accepting_retries_until is None and final.retry_rounds == 1
-    assert len({t.name: t for t in final.tasks}["autopkgtest"].attempts) == 2
-    await replay(client, handle.id, "upload-pipeline-v3-retry-failed")
+    with pytest.raises(RetryRefused, match="nothing to retry"):
+        await retry_failed(client, settings, (await _passing_run(client, settings, example_sources)).id)
+    assert not await close_run(client, handle.id)  # nothing stays open to close
 
 
-async def test_retry_failed_reruns_an_errored_build_and_what_depends_on_it(
-    client: Client, settings: Settings, worker: None, example_sources: dict[str, Path]
-) -> None:
-    settings.retry_window_s = 600
-    settings.queue_wait_s = 3  # no worker here polls the arm64 build queue
+async def _passing_run(
+    client: Client, settings: Settings, example_sources: dict[str, Path]
+) -> WorkflowHandle[UploadPipelineWorkflow, UploadReport]:
     handle = await submit_upload(
         client,
         settings,
         settings.database_url or "",
         example_sources["hello-debflow"],
-        architectures=["amd64", "arm64"],
-        checks=[Check.BUILD, Check.LINTIAN],
+        checks=[Check.BUILD],
         again=True,
     )
-    first = await get_report(client, handle.id, poll_s=0.3)
-    arm64 = {t.name: t for t in first.tasks if t.architecture == "arm64"}
-    assert arm64["build"].status == TaskStatus.ERROR and arm64["lintian"].summary == "build errored"
+    assert (await handle.result()).result == TaskResult.SUCCESS
+    return handle
 
-    second = await (await retry_failed(client, handle.id)).result()
+
+async def test_retry_reruns_an_errored_build_and_what_depends_on_it(
+    client: Client, settings: Settings, sessions: sessionmaker[Session], example_sources: dict[str, Path]
+) -> None:
+    settings.queue_wait_s = 3  # no worker here polls the arm64 build queue
+    async with worker_with(client, settings):
+        handle = await submit_upload(
+            client,
+            settings,
+            settings.database_url or "",
+            example_sources["hello-debflow"],
+            architectures=["amd64", "arm64"],
+            checks=[Check.BUILD, Check.LINTIAN],
+            again=True,
+        )
+        first = await handle.result()
+        arm64 = {t.name: t for t in first.tasks if t.architecture == "arm64"}
+        assert arm64["build"].status == TaskStatus.ERROR and arm64["lintian"].summary == "build errored"
+
+        second = await (await retry_failed(client, settings, handle.id)).result()
     again = {(t.name, t.architecture): t for t in second.tasks}
     assert len(again["build", "arm64"].attempts) == 2  # re-run, and errored again (no arm64 worker)
     assert len(again["build", "amd64"].attempts) == 1  # succeeded: left alone
     assert len(again["lintian", "amd64"].attempts) == 1
     assert again["lintian", "arm64"].summary == "build errored"
-    await close_run(client, handle.id)
-    assert (await handle.result()).retry_rounds == 1
+    assert second.retry_rounds == 1 and second.result == TaskResult.ERROR
+    # Both errors of the arm64 build have their task-history row (record_task_error).
+    with sessions() as session:
+        errors = session.scalars(
+            select(TaskHistory.context).where(
+                TaskHistory.workflow_id == handle.id, TaskHistory.result == "error"
+            )
+        ).all()
+    assert errors == ["bookworm/arm64", "bookworm/arm64"]
+    await replay(client, handle.id, "upload-pipeline-v4-retry-errored-build")
 
 
 def _slow_source(root: Path, pid_file: Path) -> Path:

@@ -32,8 +32,10 @@ from activities.tools.executors import Executor, HostExecutor, host_architecture
 from activities.tools.runs import ToolRuns
 from activities.tools.unshare import UnshareExecutor
 from activities.uploads.debian_tasks import DebianTasks
+from activities.uploads.task_errors import TaskErrors
 from activities.uploads.timeouts import TimeoutEstimator
 from models.db import make_engine, make_sessionmaker
+from models.payloads import TaskTimeouts
 from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
@@ -168,6 +170,13 @@ def build_worker(
         floor_s=settings.timeout_floor_s,
         factor=settings.timeout_history_factor,
         min_samples=settings.timeout_history_min_samples,
+        policy=TaskTimeouts(
+            build_s=settings.build_timeout,
+            lintian_s=settings.lintian_timeout,
+            autopkgtest_s=settings.autopkgtest_timeout,
+            heartbeat_s=settings.heartbeat_timeout,
+            queue_wait_s=settings.queue_wait_s,
+        ),
     )
     campaigns = CampaignTasks(
         client=client,
@@ -188,6 +197,7 @@ def build_worker(
         Kind.CONTROL: [
             uploads.describe_upload,
             estimator.estimate_timeouts,
+            TaskErrors(sessions=sessions, history=history).record_task_error,
             *campaigns.database_activities(),
             *expiry.all(),
         ],

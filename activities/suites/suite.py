@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from debian._arch_table import DpkgArchTable
 from debian.debian_support import Version
 from sqlalchemy import Text, any_, bindparam, func, literal, or_, select, text, union
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -25,6 +23,7 @@ from activities.suites.suite_indices import (
     read_uncompressed,
     verify_release,
 )
+from models.architectures import builds_on
 from models.suite import BINARY_ITEM, SOURCE_ITEM, SUITE_CATEGORY, RelationKind, SuiteRelation
 from models.tables import Collection, CollectionItem
 
@@ -320,22 +319,3 @@ def reverse_dependency_targets(
         for name, data in sorted(newest.items())
         if builds_on(data["architecture"], architecture)
     ]
-
-
-@functools.cache
-def _arch_table() -> DpkgArchTable | None:
-    try:
-        return DpkgArchTable.load_arch_table()
-    except OSError:  # no dpkg tables on this host: wildcards are then taken to match
-        return None
-
-
-def builds_on(field: str, architecture: str) -> bool:
-    """Whether a source's Architecture field (`any`, `all`, `linux-any`, `amd64 arm64`, …) covers it."""
-    table = _arch_table()
-    for alias in field.split() or ["any"]:
-        if alias in ("any", "all", architecture):
-            return True
-        if "any" in alias and (table is None or table.matches_architecture(architecture, alias)):
-            return True
-    return False

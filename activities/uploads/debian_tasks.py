@@ -25,6 +25,7 @@ from activities.tools.executors import lintian_version, run_lintian
 from activities.tools.process import ProcessOutcome, require_tool
 from activities.tools.runs import ToolRuns
 from activities.uploads.resume import autopkgtest_result_from, build_result_from, lintian_result_from
+from models.architectures import builds_on
 from models.artifacts import LintianData, PackageBuildLogData, SourcePackageData
 from models.payloads import (
     AutopkgtestResult,
@@ -70,6 +71,9 @@ class DebianTasks:
             binaries=data.binaries,
             has_tests="autopkgtest" in data.testsuite
             or any(t.startswith("autopkgtest-pkg-") for t in data.testsuite),
+            builds_for=[a for a in params.architectures if builds_on(data.architecture, a, arch_all=False)]
+            if params.architectures
+            else None,
         )
 
     @activity.defn(name=ActivityName.BUILD_PACKAGE)

@@ -4,8 +4,9 @@
     timeout = ceiling                                  otherwise
 
 per (task, package, suite/architecture): `ceiling` is the configured timeout of the task type
-(DEBFLOW_BUILD_TIMEOUT, …), `floor` DEBFLOW_TIMEOUT_FLOOR_S, `factor` DEBFLOW_TIMEOUT_HISTORY_FACTOR. Only
-runs that reached a verdict count (success, failure): an error may have been cut short by a timeout.
+(DEBFLOW_BUILD_TIMEOUT, … of the worker that runs this activity; runs recorded before that sent their
+own), `floor` DEBFLOW_TIMEOUT_FLOOR_S, `factor` DEBFLOW_TIMEOUT_HISTORY_FACTOR. Only runs that reached
+a verdict count (success, failure): an error may have been cut short by a timeout.
 
 A build or test may first have to make its environment (or wait while another activity makes it). That
 time is recorded apart (`environment` rows per suite/architecture, activities/tools/environments.py), never in
@@ -76,9 +77,18 @@ class TimeoutEstimator:
     """The `estimate_timeouts` activity over the task history table."""
 
     def __init__(
-        self, *, sessions: sessionmaker[Session], floor_s: float, factor: float, min_samples: int
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        floor_s: float,
+        factor: float,
+        min_samples: int,
+        policy: TaskTimeouts | None = None,
     ) -> None:
         self.sessions = sessions
+        # This worker's timeouts (its settings): the ceilings, heartbeat and queue wait of the runs
+        # that ask (timeouts are the workers' policy, not the submitting host's).
+        self.policy = policy or TaskTimeouts()
         self.floor_s = floor_s
         self.factor = factor
         self.min_samples = min_samples
@@ -96,19 +106,20 @@ class TimeoutEstimator:
             ).all()
         history = {(task, contexts[context]): (int(n), float(p95)) for task, context, n, p95 in rows}
         environment = {contexts[context]: (int(n), float(p95)) for context, n, p95 in making}
-        result = TimeoutEstimates()
+        defaults = params.defaults or self.policy
+        result = TimeoutEstimates(policy=None if params.defaults else self.policy)
         for arch in params.architectures:
             for task in TASKS:
                 samples, p95 = history.get((task, arch), (0, 0.0))
                 value, basis = bound(
                     p95,
                     samples,
-                    ceiling(params.defaults, task),
+                    ceiling(defaults, task),
                     floor_s=self.floor_s,
                     factor=self.factor,
                     min_samples=self.min_samples,
                 )
-                top = ceiling(params.defaults, task)
+                top = ceiling(defaults, task)
                 if task in NEEDS_ENVIRONMENT and arch in environment and value < top:
                     made, seconds = environment[arch]
                     value = min(top, value + seconds)
