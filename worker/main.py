@@ -141,7 +141,7 @@ def build_worker(
         store=store,
         executor=make_executor(settings, store),
         scratch_dir=settings.scratch_dir,
-        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_interval=settings.heartbeat_interval_s,
         expiration_days=settings.artifact_expiration_days,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_archive_members=settings.max_archive_members,
@@ -187,8 +187,8 @@ def build_worker(
             # Every heartbeat reaches the server at once, so a cancellation reaches the activity (which
             # then kills its process group) within one heartbeat interval instead of up to 0.8 x the
             # heartbeat timeout.
-            max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
-            default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
+            max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval_s),
+            default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval_s),
         )
         for capability in wanted
     }

@@ -77,7 +77,7 @@ class ChaosStack:
             "DEBFLOW_MAX_CONCURRENT_ACTIVITIES": str(slots),
             "DEBFLOW_FAULT_JOURNAL": str(journal),
             # Short heartbeats: a cancelled or killed test is noticed quickly.
-            "DEBFLOW_HEARTBEAT_INTERVAL": "1",
+            "DEBFLOW_HEARTBEAT_INTERVAL_S": "1",
         }
         self.stack = DevStack(self.settings, workers=workers, say=lambda _: None, worker_env=self.base_env)
 
