@@ -34,7 +34,7 @@ from models.campaign import (
 )
 from models.tables import TaskHistory
 from models.verdicts import after_rerun, compare, regressed_tests, run_result
-from tests.synthetic_suite import write_suite
+from support.synthetic_suite import write_suite
 from tests.test_pipeline import replay
 from worker.settings import Settings
 from workflows.campaign_batch import CampaignBatchWorkflow

@@ -17,8 +17,8 @@ from activities.suite import import_suite
 from client.campaigns import start_campaign
 from client.status import collect_status
 from models.campaign import CampaignInput, Simulation
+from support.synthetic_suite import write_suite
 from tests.conftest import subprocess_env
-from tests.synthetic_suite import write_suite
 from worker.postgres import free_port
 from worker.settings import PROJECT_ROOT, Settings
 

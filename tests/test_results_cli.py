@@ -22,8 +22,8 @@ from client.failures import describe_failure
 from models.artifacts import AutopkgtestData, AutopkgtestTestResult, BinaryPackageData
 from models.campaign import CampaignInput, RunResult, Simulation, Verdict
 from models.tables import RelationType
+from support.synthetic_suite import write_suite
 from tests.conftest import subprocess_env
-from tests.synthetic_suite import write_suite
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
 
