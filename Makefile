@@ -23,7 +23,7 @@ test: $(STAMP) tools
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy workflows activities models worker client
+	$(VENV)/bin/mypy workflows activities models worker client support
 
 clean-state:
 	rm -rf .debflow

@@ -17,9 +17,9 @@ import sys
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for tests.chaos
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for support/
 
-from tests.chaos.harness import (
+from support.chaos_harness import (
     CampaignFigures,
     ChaosStack,
     Supervisor,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for tests.synthetic_suite
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for support/
 
 from _stack import private_stack
 
@@ -27,7 +27,7 @@ from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Simulation
 from models.db import make_engine, make_sessionmaker
-from tests.synthetic_suite import write_suite
+from support.synthetic_suite import write_suite
 from worker.connect import connect_temporal
 
 UPLOAD_PRIORITY, CAMPAIGN_PRIORITY = 2, 4

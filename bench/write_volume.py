@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for tests.synthetic_suite
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for support/
 
 from _stack import private_stack
 
@@ -28,7 +28,7 @@ from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Simulation
 from models.db import make_engine, make_sessionmaker
-from tests.synthetic_suite import write_suite
+from support.synthetic_suite import write_suite
 from worker.connect import connect_temporal
 
 COUNTER = "bench_noop_updates"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import contextlib
 import hashlib
 import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.pool import NullPool
 from temporalio.api.history.v1 import WorkflowExecutionStartedEventAttributes
 from temporalio.client import (
     Client,
@@ -22,11 +21,11 @@ from temporalio.common import Priority, SearchAttributePair, TypedSearchAttribut
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.debian.dsc import BadUpload, check_dsc
-from activities.storage.store import ArtifactStore, NewArtifact
+from activities.debian.dsc import BadUpload
+from activities.services.uploads import UploadLimits, check_upload, store_upload
+from activities.storage.store import ArtifactStore
 from models import identifiers
 from models.architectures import builds_on
-from models.db import make_engine, make_sessionmaker
 from models.payloads import (
     Check,
     PipelineProgress,
@@ -34,6 +33,7 @@ from models.payloads import (
     UploadPipelineInput,
     UploadReport,
 )
+from worker.context import artifact_store
 from worker.settings import Settings
 from workflows import search_attributes as sa
 from workflows.upload_pipeline import UploadPipelineWorkflow
@@ -69,40 +69,34 @@ def check_buildable(dsc: str, field: list[str], architectures: list[str]) -> Non
         )
 
 
-def store_source_package(
-    settings: Settings, database_url: str, dsc: Path, architectures: list[str] | None = None
-) -> tuple[int, str, str]:
-    """Check `dsc` and its files (and, given `architectures`, that it builds something for them), then
-    store them as one debian:source-package artifact.
-
-    The artifact's idempotency key is the SHA-256 of the .dsc (which names every file by its SHA-256):
-    the same upload stored twice, even concurrently, is one artifact.
-    """
-    checked = check_dsc(
-        dsc,
+def upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
         max_bytes=settings.max_upload_bytes,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_metadata_bytes=settings.max_metadata_bytes,
         max_archive_members=settings.max_archive_members,
         extract_in=settings.scratch_dir,
     )
-    try:
-        # Before anything is stored: every id and key of its run is then within Temporal's limits.
-        identifiers.check_package(checked.data.name, checked.data.version, checked.data.binaries)
-    except identifiers.TooLong as e:
-        raise BadUpload(str(e)) from None
+
+
+def store_source_package(
+    settings: Settings,
+    database_url: str,
+    dsc: Path,
+    architectures: list[str] | None = None,
+    *,
+    store: ArtifactStore | None = None,
+) -> tuple[int, str, str]:
+    """Check `dsc` and its files (and, given `architectures`, that it builds something for them), then
+    store them as one debian:source-package artifact (in `store`, else over a short-lived engine).
+    The same upload stored twice, even concurrently, is one artifact."""
+    checked = check_upload(dsc, upload_limits(settings))
     if architectures is not None:
         check_buildable(dsc.name, checked.data.architecture, architectures)
-    key = "debian:source-package/" + hashlib.sha256(dsc.read_bytes()).hexdigest()
-    engine = make_engine(database_url, poolclass=NullPool)
-    try:
-        store = ArtifactStore(settings.store_dir, make_sessionmaker(engine))
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=settings.artifact_expiration_days)
-        (artifact_id,) = store.register(
-            [NewArtifact("debian:source-package", checked.data, checked.files, key)], expires_at=expires
-        )
-    finally:
-        engine.dispose()
+    with contextlib.ExitStack() as stack:
+        if store is None:
+            store = stack.enter_context(artifact_store(settings, database_url))
+        artifact_id = store_upload(store, dsc, checked, expiration_days=settings.artifact_expiration_days)
     return artifact_id, checked.data.name, checked.data.version
 
 
@@ -129,6 +123,7 @@ async def submit_upload(
     checks: list[Check] | None = None,
     task_queue: str | None = None,
     again: bool = False,
+    store: ArtifactStore | None = None,
 ) -> WorkflowHandle[UploadPipelineWorkflow, UploadReport]:
     """Store the upload and start its pipeline; returns the workflow handle.
 
@@ -137,7 +132,9 @@ async def submit_upload(
     """
     architectures = architectures or ["amd64"]
     check_target(settings, suite, architectures)
-    artifact_id, source, version = store_source_package(settings, database_url, dsc, architectures)
+    artifact_id, source, version = store_source_package(
+        settings, database_url, dsc, architectures, store=store
+    )
     # Timeouts are the workers' policy (estimate_timeouts hands it to the run): none sent from here.
     params = UploadPipelineInput(
         source_artifact_id=artifact_id, suite=suite, architectures=architectures, tasks=checks or list(Check)

@@ -4,40 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.pool import NullPool
 
 from activities.storage.db_stats import DatabaseStats, database_stats, reset_stats
-from client.cli import app, console, fail
-from models.db import make_engine, make_sessionmaker
+from client.command_support import console, context_of, fail
 from models.expiry_payloads import ExpiryPlan
-from worker.connect import NotConfigured, connect_temporal, resolve
-from worker.settings import Settings
+from worker.connect import NotConfigured
+from worker.context import Context
+
+if TYPE_CHECKING:  # the engine is made by the composition root (worker/context.py)
+    from sqlalchemy import Engine
 
 
-def _database_url(settings: Settings) -> str:
-    url = settings.database_url or settings.dev_stack().get("database_url")
-    if not url:
-        raise fail("no database: set DEBFLOW_DATABASE_URL or run `debflow dev`")
-    return url
+def _engine(context: Context) -> Engine:
+    try:
+        return context.engine
+    except NotConfigured as e:
+        raise fail(str(e)) from None
 
 
-@app.command("db-stats")
 def db_stats(
+    ctx: typer.Context,
     reset: Annotated[bool, typer.Option("--reset", help="zero the counters after printing them")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
 ) -> None:
     """Per table inserts, updates (HOT share), deletes and dead tuples since the last reset; lock waits."""
-    engine = make_engine(_database_url(Settings()), poolclass=NullPool)
-    try:
-        stats = database_stats(engine)
-        if reset:
-            reset_stats(engine)
-    finally:
-        engine.dispose()
+    engine = _engine(context_of(ctx))
+    stats = database_stats(engine)
+    if reset:
+        reset_stats(engine)
     if as_json:
         print(stats.model_dump_json(indent=2))
     else:
@@ -70,8 +68,8 @@ def _print_stats(stats: DatabaseStats) -> None:
     console.print(waits)
 
 
-@app.command()
 def expire(
+    ctx: typer.Context,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="list what would go and why the rest stays")
     ] = False,
@@ -82,15 +80,16 @@ def expire(
     as_json: Annotated[bool, typer.Option("--json", help="print the plan or result as JSON")] = False,
 ) -> None:
     """Run expiry now and wait for it; or only show its plan, or write its schedule."""
-    settings = Settings()
+    context = context_of(ctx)
+    settings = context.settings
     if dry_run:
-        _dry_run(settings, limit, as_json)
+        _dry_run(context, limit, as_json)
         return
 
     async def go() -> str:
         from worker.expiry_schedule import EXPIRY_SCHEDULE_ID, ensure_expiry_schedule, run_expiry_now
 
-        client = await connect_temporal(resolve(settings).temporal)
+        client = await context.temporal()
         if schedule:
             await ensure_expiry_schedule(client, settings)
             every = f"{settings.expiry_interval_s:g} s"
@@ -108,20 +107,17 @@ def _summary(result: dict[str, int]) -> str:
     return "expiry done: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.items())
 
 
-def _dry_run(settings: Settings, limit: int, as_json: bool) -> None:
+def _dry_run(context: Context, limit: int, as_json: bool) -> None:
     from activities.storage.expiry_plan import plan_expiry
     from worker.expiry_schedule import retention_policy
 
-    engine = make_engine(_database_url(settings), poolclass=NullPool)
-    try:
-        plan = plan_expiry(
-            make_sessionmaker(engine),
-            retention_policy(settings),
-            history_keep=settings.task_history_keep,
-            limit=limit,
-        )
-    finally:
-        engine.dispose()
+    _engine(context)
+    plan = plan_expiry(
+        context.sessions,
+        retention_policy(context.settings),
+        history_keep=context.settings.task_history_keep,
+        limit=limit,
+    )
     if as_json:
         print(plan.model_dump_json(indent=2))
         return
@@ -150,3 +146,8 @@ def _print_plan(plan: ExpiryPlan) -> None:
         for row in rows:
             table.add_row(row.kind, str(row.id), row.what, row.why)
         console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("db-stats")(db_stats)
+    app.command()(expire)

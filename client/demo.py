@@ -10,15 +10,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from activities.suites.suite import import_suite
+from activities.services.suites import import_suite_indices
 from client.api import get_report, submit_upload, workflow_url
 from client.campaigns import campaign_for_upload, print_campaign_report, start_campaign, watch_campaign
 from client.local_archive import build_local_archive, hello_with_a_new_greeting
 from client.progress import follow, print_report
 from models.campaign import CampaignReport, Verdict
-from models.db import make_engine, make_sessionmaker
 from models.payloads import Check, TaskStatus, UploadReport
 from worker.connect import connect_temporal
+from worker.context import database
 from worker.devstack import DevStack
 from worker.settings import PROJECT_ROOT, Settings
 
@@ -96,19 +96,17 @@ async def _campaign(settings: Settings, stack: DevStack, console: Console) -> Ca
     )
     trees = [PROJECT_ROOT / "examples" / name for name in ("hello-debflow", "greeter-debflow")]
     archive = await asyncio.to_thread(build_local_archive, root / "mirror", trees, suite=DEMO_SUITE)
-    engine = make_engine(stack.database_url)
-    try:
-        import_suite(
-            sessions=make_sessionmaker(engine),
+    with database(stack.database_url) as sessions:
+        import_suite_indices(
+            sessions,
             name=DEMO_SUITE,
             sources=archive.sources,
             packages=archive.packages,
             release=archive.release,
             keyring=archive.keyring,
             mirror=archive.mirror,
+            default_mirror=settings.mirror,
         )
-    finally:
-        engine.dispose()
     dsc = await asyncio.to_thread(hello_with_a_new_greeting, root / "upload")
     upload = await submit_upload(client, settings, stack.database_url, dsc, checks=[Check.BUILD], again=True)
     await follow(client, [upload.id], console)

@@ -11,13 +11,13 @@ from client.progress import print_report
 from client.stored import check_data, stored_verdicts
 from models.campaign import CampaignReport, TargetVerdict
 from models.payloads import UploadReport
-from worker.settings import Settings
+from worker.context import Context
 
 
-def print_upload_report(report: UploadReport, console: Console, url: str | None, settings: Settings) -> None:
+def print_upload_report(report: UploadReport, console: Console, url: str | None, context: Context) -> None:
     """The task table, then per-test autopkgtest results and lintian tags from the stored artifacts."""
     print_report(report, console, url)
-    found = check_data(settings, [i for t in report.tasks for i in t.artifact_ids])
+    found = check_data(context, [i for t in report.tasks for i in t.artifact_ids])
     if isinstance(found, str):
         console.print(f"  (no per-test results or lintian tags: {found})", highlight=False)
         return
@@ -33,9 +33,9 @@ class CampaignResults(CampaignReport):
     verdicts_note: str = ""
 
 
-def campaign_results(report: CampaignReport, settings: Settings) -> CampaignResults:
+def campaign_results(report: CampaignReport, context: Context) -> CampaignResults:
     """The stored verdicts, completed by the notable ones the workflow result carries."""
-    stored = stored_verdicts(settings, report.workflow_id)
+    stored = stored_verdicts(context, report.workflow_id)
     note = ""
     if isinstance(stored, str):
         note, stored = f"stored verdicts unreadable ({stored}); only the notable ones are listed", []
@@ -55,7 +55,7 @@ def print_campaign_results(
     console: Console,
     ui_url: str | None,
     namespace: str,
-    settings: Settings,
+    context: Context,
     *,
     every_target: bool = False,
 ) -> None:
@@ -65,7 +65,7 @@ def print_campaign_results(
         if report.targets > len(report.notable):
             console.print(f"  every target with its logs: `debflow report {report.workflow_id} --all`")
         return
-    results = campaign_results(report, settings)
+    results = campaign_results(report, context)
     print_campaign_report(report, console, ui_url, namespace, listed=results.verdicts)
     if results.verdicts_note:
         console.print(f"  {results.verdicts_note}", highlight=False)

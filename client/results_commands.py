@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -12,21 +10,17 @@ from rich.table import Table
 
 from activities.storage.artifact_views import ArtifactView, ArtifactViews, NoLog
 from client.check_details import print_check
-from client.cli import app, console, fail
+from client.command_support import console, context_of, fail
 from client.output import paged, print_text
 from client.stored import artifact_views
 from worker.connect import NotConfigured
-from worker.settings import Settings
 
 artifact_app = typer.Typer(help="Stored artifacts: logs, packages, test results.", no_args_is_help=True)
-app.add_typer(artifact_app, name="artifact")
 
 
-@contextlib.contextmanager
-def _views(settings: Settings) -> Iterator[ArtifactViews]:
+def _views(ctx: typer.Context) -> ArtifactViews:
     try:
-        with artifact_views(settings) as views:
-            yield views
+        return artifact_views(context_of(ctx))
     except NotConfigured as e:
         raise fail(str(e)) from None
 
@@ -44,21 +38,23 @@ def _find(views: ArtifactViews, text: str) -> ArtifactView:
     return view
 
 
-@app.command()
-def log(artifact_id: Annotated[str, typer.Argument(help="a log artifact id from a report")]) -> None:
+def log(
+    ctx: typer.Context, artifact_id: Annotated[str, typer.Argument(help="a log artifact id from a report")]
+) -> None:
     """Print the log of a build, lintian or autopkgtest artifact (paged on a terminal)."""
-    with _views(Settings()) as views:
-        view = _find(views, artifact_id)
-        try:
-            text = views.log_blob(view).read_text(errors="replace")
-        except NoLog as e:
-            raise fail(str(e)) from None
+    views = _views(ctx)
+    view = _find(views, artifact_id)
+    try:
+        text = views.log_blob(view).read_text(errors="replace")
+    except NoLog as e:
+        raise fail(str(e)) from None
     with paged(console):
         print_text(console, text)
 
 
 @artifact_app.command("show")
 def show(
+    ctx: typer.Context,
     artifact_id: Annotated[str, typer.Argument(help="an artifact id from a report")],
     as_json: Annotated[
         bool, typer.Option("--json", help="metadata and files as JSON, without the log")
@@ -66,14 +62,14 @@ def show(
     with_log: Annotated[bool, typer.Option("--log/--no-log", help="append the log, if it has one")] = True,
 ) -> None:
     """An artifact's metadata, data, files and relations, then its log (paged on a terminal)."""
-    with _views(Settings()) as views:
-        view = _find(views, artifact_id)
-        text = None
-        if with_log and view.log_path is not None and not as_json:
-            try:
-                text = views.log_blob(view).read_text(errors="replace")
-            except NoLog as e:
-                text = f"({e})"
+    views = _views(ctx)
+    view = _find(views, artifact_id)
+    text = None
+    if with_log and view.log_path is not None and not as_json:
+        try:
+            text = views.log_blob(view).read_text(errors="replace")
+        except NoLog as e:
+            text = f"({e})"
     if as_json:
         print(view.model_dump_json(indent=2))
         return
@@ -109,3 +105,8 @@ def _print_artifact(view: ArtifactView) -> None:
             arrow = f"{r.type} →" if r.direction == "to" else f"← {r.type}"
             relations.add_row(arrow, str(r.artifact_id), r.category)
         console.print(relations)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(log)
+    app.add_typer(artifact_app, name="artifact")

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.storage.db_stats import database_stats
+from activities.services.status import DatabaseHealth, FailureRate, database_health
 from models.campaign import BatchProgress, CampaignProgress
 from workflows import queues
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
+
+if TYPE_CHECKING:  # the engine is made by the composition root (worker/context.py)
+    from sqlalchemy import Engine
 
 
 class QueueStatus(BaseModel):
@@ -37,28 +40,6 @@ class CampaignStatus(BaseModel):
     waiting: list[str] = Field(default_factory=list)
 
 
-class FailureRate(BaseModel):
-    """Finished tasks of the last hour by outcome: a package's own failures are not incidents."""
-
-    tasks: int = 0
-    package_failures: int = 0
-    infrastructure_errors: int = 0
-
-    @property
-    def infrastructure_error_rate(self) -> float:
-        return self.infrastructure_errors / self.tasks if self.tasks else 0.0
-
-
-class DatabaseHealth(BaseModel):
-    connections: int
-    lock_waits: int
-    deadlocks: int
-    inserts: int
-    updates: int
-    deletes: int
-    dead_tuples: int
-
-
 class Status(BaseModel):
     temporal_reachable: bool
     temporal_error: str = ""
@@ -67,12 +48,6 @@ class Status(BaseModel):
     last_hour: FailureRate = Field(default_factory=FailureRate)
     database: DatabaseHealth | None = None
     database_error: str = ""
-
-
-LAST_HOUR = text(
-    "SELECT count(*), count(*) FILTER (WHERE result = 'failure'), count(*) FILTER (WHERE result = 'error') "
-    "FROM task_history WHERE started_at > now() - interval '1 hour'"
-)
 
 
 KINDS = {
@@ -144,25 +119,6 @@ async def batches_waiting(client: Client, batch_ids: list[str]) -> list[str]:
 
     found = await asyncio.gather(*(progress(b) for b in batch_ids))
     return [f"{b}: {p.waiting_text()}" for b, p in zip(batch_ids, found, strict=True) if p and p.waiting_for]
-
-
-def database_health(engine: Engine) -> tuple[DatabaseHealth, FailureRate]:
-    stats = database_stats(engine)
-    with engine.connect() as conn:
-        connections = conn.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
-        )
-        tasks, failures, errors = conn.execute(LAST_HOUR).one()
-        health = DatabaseHealth(
-            connections=connections.scalar_one(),
-            lock_waits=len(stats.lock_waits),
-            deadlocks=stats.deadlocks,
-            inserts=sum(t.inserts for t in stats.tables),
-            updates=sum(t.updates for t in stats.tables),
-            deletes=sum(t.deletes for t in stats.tables),
-            dead_tuples=sum(t.dead for t in stats.tables),
-        )
-    return health, FailureRate(tasks=tasks, package_failures=failures, infrastructure_errors=errors)
 
 
 async def collect_status(

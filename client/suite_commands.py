@@ -5,28 +5,30 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from activities.suites.suite import import_suite, reverse_dependency_targets, source_binaries, suite_mirror
+from activities.services.suites import import_suite_indices, reverse_dependencies
 from activities.suites.suite_indices import SuiteImportError
-from client.cli import app, console, fail
+from client.command_support import console, context_of, fail
 from models import identifiers
-from models.db import make_engine, make_sessionmaker
-from worker.connect import NotConfigured, resolve_database
-from worker.settings import Settings
+from worker.connect import NotConfigured
+from worker.context import Context
+
+if TYPE_CHECKING:  # the engine is made by the composition root (worker/context.py)
+    from sqlalchemy.orm import Session, sessionmaker
 
 
-def _database_url() -> str:
+def _sessions(context: Context) -> sessionmaker[Session]:
     try:
-        return resolve_database(Settings())
+        return context.sessions
     except NotConfigured as e:
         raise fail(str(e)) from None
 
 
-@app.command("import-suite")
 def import_suite_command(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="suite name, e.g. bookworm")],
     sources: Annotated[Path, typer.Option(help="the Sources index (xz, gz or uncompressed)")],
     packages: Annotated[list[Path], typer.Option(help="a Packages index (repeatable)")],
@@ -70,13 +72,11 @@ def import_suite_command(
             "whoever can change these files decides what is tested",
             err=True,
         )
-    engine = make_engine(_database_url())
-    sessions = make_sessionmaker(engine)
+    context = context_of(ctx)
+    sessions = _sessions(context)
     try:
-        if mirror is None and not suite_mirror(sessions, name):
-            mirror = Settings().mirror
-        stats = import_suite(
-            sessions=sessions,
+        stats = import_suite_indices(
+            sessions,
             name=name,
             sources=sources,
             packages=packages,
@@ -84,11 +84,10 @@ def import_suite_command(
             keyring=keyring,
             insecure_unsigned_release=insecure_unsigned_release,
             mirror=mirror,
+            default_mirror=context.settings.mirror,
         )
     except SuiteImportError as e:
         raise fail(str(e)) from None
-    finally:
-        engine.dispose()
     console.print(
         f"suite {name}: {stats.inserted} items added, {stats.removed} removed, {stats.unchanged} unchanged"
         f" in {stats.seconds:.1f} s; state {stats.state[:16]}"
@@ -98,31 +97,27 @@ def import_suite_command(
     )
 
 
-@app.command("rdeps")
 def rdeps_command(
+    ctx: typer.Context,
     suite: Annotated[str, typer.Argument(help="an imported suite")],
     source: Annotated[str, typer.Argument(help="the trigger source package, e.g. glibc")],
     arch: Annotated[str, typer.Option(help="architecture of the tests")] = "amd64",
     as_json: Annotated[bool, typer.Option("--json", help="print the targets as JSON")] = False,
 ) -> None:
     """List the source packages whose autopkgtests an upload of SOURCE triggers."""
-    if arch not in Settings().architectures:
+    context = context_of(ctx)
+    if arch not in context.settings.architectures:
         raise fail(f"unknown architecture {arch!r}")
     try:
         identifiers.check_name(source)
     except identifiers.TooLong as e:
         raise fail(str(e)) from None
-    engine = make_engine(_database_url())
+    sessions = _sessions(context)
     try:
-        with make_sessionmaker(engine)() as session:
-            version, binaries = source_binaries(session=session, suite=suite, source=source)
-            targets = reverse_dependency_targets(
-                session=session, suite=suite, binaries=binaries, architecture=arch, include_source=source
-            )
+        found = reverse_dependencies(sessions, suite=suite, source=source, architecture=arch)
     except LookupError as e:
         raise fail(str(e)) from None
-    finally:
-        engine.dispose()
+    version, targets = found.version, found.targets
     if as_json:
         print(
             json.dumps(
@@ -136,3 +131,8 @@ def rdeps_command(
     typer.echo(
         f"{len(targets)} source packages to test for {source} {version} on {arch} in {suite}", err=True
     )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-suite")(import_suite_command)
+    app.command("rdeps")(rdeps_command)

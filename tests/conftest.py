@@ -68,7 +68,7 @@ def settings(state_dir: Path, database_url: str, temporal_env: WorkflowEnvironme
         database_url=database_url,
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"test-{uuid.uuid4().hex[:12]}",
-        heartbeat_interval=1,
+        heartbeat_interval_s=1,
         max_concurrent_activities=4,
         # Chosen explicitly: the fast tests build trusted examples on the host (tests/test_unshare.py
         # uses the isolated executor), and their runs end as soon as their tasks have.

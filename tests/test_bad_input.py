@@ -35,8 +35,8 @@ from activities.uploads.debian_tasks import DebianTasks
 from client.api import store_source_package
 from models.payloads import BuildInput
 from models.tables import Artifact, TaskHistory
+from support.synthetic_suite import write_suite
 from tests.conftest import row_counts, store_files, subprocess_env
-from tests.synthetic_suite import write_suite
 from worker.settings import PROJECT_ROOT, Settings
 
 Damage = Callable[[Path], object]

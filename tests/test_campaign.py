@@ -34,7 +34,7 @@ from models.campaign import (
 )
 from models.tables import TaskHistory
 from models.verdicts import after_rerun, compare, regressed_tests, run_result
-from tests.synthetic_suite import write_suite
+from support.synthetic_suite import write_suite
 from tests.test_pipeline import replay
 from worker.settings import Settings
 from workflows.campaign_batch import CampaignBatchWorkflow
@@ -341,8 +341,10 @@ async def test_a_cancelled_campaign_releases_its_claims_for_the_next_one(
 ) -> None:
     trigger = f"libcancel{uuid.uuid4().hex[:6]}"
     suite = f"test-{trigger}"
-    sources, packages = write_suite(tmp_path, trigger, dependants=5)
-    import_suite(sessions=sessions, name=suite, sources=sources, packages=[packages])
+    sources, packages, release, keyring = write_suite(tmp_path, trigger, dependants=5)
+    import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=[packages], release=release, keyring=keyring
+    )
     params = CampaignInput(
         trigger_source=trigger,
         trigger_version="1.1",

@@ -23,6 +23,7 @@ from models.campaign import CampaignInput, CampaignReport, Simulation, Verdict
 from models.payloads import Check, TaskResult
 from models.suite import SOURCE_ITEM, SUITE_CATEGORY
 from models.tables import Collection, CollectionItem
+from support.synthetic_suite import write_suite
 from tests.long_packages import (
     LONG_GREETER,
     LONG_HELLO,
@@ -30,7 +31,6 @@ from tests.long_packages import (
     long_hello_tree,
     long_hello_with_a_new_greeting,
 )
-from tests.synthetic_suite import write_suite
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
 from workflows.campaign import CampaignWorkflow

@@ -20,8 +20,8 @@ from client.status import collect_status
 from models.campaign import CampaignInput, Simulation
 from models.payloads import Check, TaskResult, TaskStatus
 from models.tables import TaskHistory
+from support.synthetic_suite import write_suite
 from tests.conftest import subprocess_env
-from tests.synthetic_suite import write_suite
 from tests.test_pipeline import worker_with
 from worker.postgres import free_port
 from worker.settings import PROJECT_ROOT, Settings

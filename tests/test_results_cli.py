@@ -22,8 +22,8 @@ from client.failures import describe_failure
 from models.artifacts import AutopkgtestData, AutopkgtestTestResult, BinaryPackageData
 from models.campaign import CampaignInput, RunResult, Simulation, Verdict
 from models.tables import RelationType
+from support.synthetic_suite import write_suite
 from tests.conftest import subprocess_env
-from tests.synthetic_suite import write_suite
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
 
@@ -79,8 +79,10 @@ def _simulated_suite(
     """A fresh suite; its packages are named after `trigger` (the simulated outcomes follow the names)."""
     trigger = trigger or f"libres{uuid.uuid4().hex[:6]}"
     suite = f"test-{trigger}-{uuid.uuid4().hex[:6]}"
-    sources, packages = write_suite(tmp_path, trigger, dependants=dependants)
-    import_suite(sessions=sessions, name=suite, sources=sources, packages=[packages])
+    sources, packages, release, keyring = write_suite(tmp_path, trigger, dependants=dependants)
+    import_suite(
+        sessions=sessions, name=suite, sources=sources, packages=[packages], release=release, keyring=keyring
+    )
     return trigger, suite
 
 

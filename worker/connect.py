@@ -36,20 +36,35 @@ def external_temporal(settings: Settings) -> dict[str, Any] | None:
     return config if config.get("target_host") else None
 
 
-def resolve(settings: Settings) -> Endpoints:
-    """Where Temporal and PostgreSQL are; explicit settings win over the dev stack's record."""
-    stack = settings.dev_stack()
+def resolve_temporal(
+    settings: Settings, stack: dict[str, str] | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """Client.connect arguments and the Web UI's address (known for a dev stack only); explicit settings
+    win over the dev stack's record (`stack`: that record, when the caller has read it already)."""
     temporal = external_temporal(settings)
-    ui_url = None
-    if temporal is None:
-        if "temporal_address" not in stack:
-            raise NotConfigured("no Temporal server: set TEMPORAL_ADDRESS or run `debflow dev`")
-        temporal = {"target_host": stack["temporal_address"], "namespace": stack["namespace"]}
-        ui_url = stack.get("ui_url")
+    if temporal is not None:
+        return temporal, None
+    stack = settings.dev_stack() if stack is None else stack
+    if "temporal_address" not in stack:
+        raise NotConfigured("no Temporal server: set TEMPORAL_ADDRESS or run `debflow dev`")
+    return {"target_host": stack["temporal_address"], "namespace": stack["namespace"]}, stack.get("ui_url")
+
+
+def resolve_database(settings: Settings, stack: dict[str, str] | None = None) -> str:
+    """The database URL: settings first, then the dev stack's record. The only place that decides it."""
+    if stack is None:
+        stack = settings.dev_stack()
     database_url = settings.database_url or stack.get("database_url")
     if not database_url:
         raise NotConfigured("no database: set DEBFLOW_DATABASE_URL or run `debflow dev`")
-    return Endpoints(temporal=temporal, database_url=database_url, ui_url=ui_url)
+    return database_url
+
+
+def resolve(settings: Settings) -> Endpoints:
+    """Where Temporal and PostgreSQL are; explicit settings win over the dev stack's record."""
+    stack = settings.dev_stack()
+    temporal, ui_url = resolve_temporal(settings, stack)
+    return Endpoints(temporal=temporal, database_url=resolve_database(settings, stack), ui_url=ui_url)
 
 
 async def connect_temporal(arguments: dict[str, Any], runtime: Runtime | None = None) -> Client:
@@ -58,11 +73,3 @@ async def connect_temporal(arguments: dict[str, Any], runtime: Runtime | None = 
 
 def dev_config(settings: Settings) -> TemporalDevConfig:
     return TemporalDevConfig.load(settings.temporal_dev_config)
-
-
-def resolve_database(settings: Settings) -> str:
-    """The database URL alone, for commands that need no Temporal: settings first, then the dev stack's."""
-    database_url = settings.database_url or settings.dev_stack().get("database_url")
-    if not database_url:
-        raise NotConfigured("no database: set DEBFLOW_DATABASE_URL or run `debflow dev`")
-    return database_url

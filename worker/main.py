@@ -149,7 +149,7 @@ def build_worker(
         store=store,
         executor=make_executor(settings, store),
         scratch_dir=settings.scratch_dir,
-        heartbeat_interval=settings.heartbeat_interval,
+        heartbeat_interval=settings.heartbeat_interval_s,
         expiration_days=settings.artifact_expiration_days,
         max_unpacked_bytes=settings.max_unpacked_bytes,
         max_archive_members=settings.max_archive_members,
@@ -171,10 +171,10 @@ def build_worker(
         factor=settings.timeout_history_factor,
         min_samples=settings.timeout_history_min_samples,
         policy=TaskTimeouts(
-            build_s=settings.build_timeout,
-            lintian_s=settings.lintian_timeout,
-            autopkgtest_s=settings.autopkgtest_timeout,
-            heartbeat_s=settings.heartbeat_timeout,
+            build_s=settings.build_timeout_s,
+            lintian_s=settings.lintian_timeout_s,
+            autopkgtest_s=settings.autopkgtest_timeout_s,
+            heartbeat_s=settings.heartbeat_timeout_s,
             queue_wait_s=settings.queue_wait_s,
         ),
     )
@@ -223,8 +223,8 @@ def build_worker(
             # Every heartbeat reaches the server at once, so a cancellation reaches the activity (which
             # then kills its process group) within one heartbeat interval instead of up to 0.8 x the
             # heartbeat timeout.
-            max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
-            default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval),
+            max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval_s),
+            default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_interval_s),
         )
         for capability in wanted
     }

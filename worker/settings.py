@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +24,18 @@ DEBIAN_SUITES = (
 )
 
 
+def _renamed(old: str) -> AliasChoices:
+    """The environment variables of a field renamed to carry its unit: DEBFLOW_<OLD>_S, and DEBFLOW_<OLD>
+    as deployments written before the rename set it (the new name wins when both are set)."""
+    return AliasChoices(f"DEBFLOW_{old.upper()}_S", f"DEBFLOW_{old.upper()}")
+
+
 class Settings(BaseSettings):
     """Every knob debflow has; see README "Configuration"."""
 
-    model_config = SettingsConfigDict(env_prefix="DEBFLOW_", extra="ignore")
+    # populate_by_name: a renamed field is set by its name in code, by its new or old variable in the
+    # environment (see _renamed).
+    model_config = SettingsConfigDict(env_prefix="DEBFLOW_", extra="ignore", populate_by_name=True)
 
     state_dir: Path = Field(default=PROJECT_ROOT / ".debflow")
     temporal_dev_config: Path = Field(default=PROJECT_ROOT / "temporal-dev.yaml")
@@ -63,11 +71,13 @@ class Settings(BaseSettings):
 
     # Timeouts in seconds (README "Retries and timeouts"): the configured ones are the ceilings; task
     # history lowers them to max(floor, factor x p95) once a key has enough samples.
-    build_timeout: float = 3 * 3600
-    lintian_timeout: float = 3600
-    autopkgtest_timeout: float = 2 * 3600
-    heartbeat_timeout: float = 60
-    heartbeat_interval: float = 5
+    build_timeout_s: float = Field(default=3 * 3600, gt=0, validation_alias=_renamed("build_timeout"))
+    lintian_timeout_s: float = Field(default=3600, gt=0, validation_alias=_renamed("lintian_timeout"))
+    autopkgtest_timeout_s: float = Field(
+        default=2 * 3600, gt=0, validation_alias=_renamed("autopkgtest_timeout")
+    )
+    heartbeat_timeout_s: float = Field(default=60, gt=0, validation_alias=_renamed("heartbeat_timeout"))
+    heartbeat_interval_s: float = Field(default=5, gt=0, validation_alias=_renamed("heartbeat_interval"))
     timeout_floor_s: float = Field(default=600, gt=0)
     timeout_history_factor: float = Field(default=4.0, ge=1)
     timeout_history_min_samples: int = Field(default=3, ge=1)

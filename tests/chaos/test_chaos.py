@@ -7,7 +7,7 @@ import asyncio
 import shutil
 import uuid
 
-from tests.chaos.harness import (
+from support.chaos_harness import (
     ChaosStack,
     Supervisor,
     expected_logs,

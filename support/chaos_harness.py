@@ -28,7 +28,7 @@ from client.campaigns import start_campaign
 from models.campaign import CampaignInput, CampaignReport, RunResult, Side, Simulation, Verdict
 from models.db import make_engine, make_sessionmaker
 from models.verdicts import after_rerun, compare
-from tests.synthetic_suite import write_suite
+from support.synthetic_suite import write_suite
 from worker.connect import connect_temporal
 from worker.devstack import DevStack, private_settings
 
@@ -36,7 +36,7 @@ TRIGGER_VERSION = "1.1"
 
 
 def targets_of(trigger: str, dependants: int) -> list[tuple[str, str]]:
-    """The campaign's targets in tests/synthetic_suite.py's archive: the trigger and its dependants."""
+    """The campaign's targets in support/synthetic_suite.py's archive: the trigger and its dependants."""
     return [(trigger, "1.0")] + [(f"{trigger}-user{i:04d}", f"2.{i}") for i in range(dependants)]
 
 
@@ -77,7 +77,7 @@ class ChaosStack:
             "DEBFLOW_MAX_CONCURRENT_ACTIVITIES": str(slots),
             "DEBFLOW_FAULT_JOURNAL": str(journal),
             # Short heartbeats: a cancelled or killed test is noticed quickly.
-            "DEBFLOW_HEARTBEAT_INTERVAL": "1",
+            "DEBFLOW_HEARTBEAT_INTERVAL_S": "1",
         }
         self.stack = DevStack(self.settings, workers=workers, say=lambda _: None, worker_env=self.base_env)
 
