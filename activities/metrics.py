@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from temporalio.common import MetricMeter
 
-# Metric names (documented in README "Metrics").
+# Metric names (documented in docs/operations.md "Metrics").
 TASKS = "debflow_tasks"
 TASK_SECONDS = "debflow_task_duration_seconds"
 ARTIFACTS = "debflow_artifacts_stored"

@@ -169,7 +169,7 @@ async def _start(
         params,
         id=workflow_id,
         task_queue=task_queue or settings.task_queue,
-        # Uploads overtake campaigns (README "Priority and fairness"); one fairness key per source.
+        # Uploads overtake campaigns (docs/operations.md, priority); one fairness key per source.
         priority=Priority(
             priority_key=priority_key or settings.upload_priority,
             fairness_key=identifiers.upload_fairness_key(source),

@@ -57,7 +57,7 @@ KINDS = {
 
 
 def debflow_queues(control: str, architectures: list[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """Every queue debflow may use (README "Worker pools"), with the task kinds each carries."""
+    """Every queue debflow may use (docs/operations.md "Worker pools"), with the task kinds each carries."""
     found: list[tuple[str, tuple[str, ...]]] = [(control, ("workflow", "activity"))]
     found.append((queues.lintian_queue(control), ("activity",)))
     for arch in architectures:

@@ -120,7 +120,7 @@ class RunRequest(BaseModel):
     """A simulated test run as its batch schedules it: only what varies from run to run.
 
     The Temporal server keeps the input of every pending activity, and a batch keeps hundreds pending:
-    measured on the dev server (bench/run_campaign.py's notes in README), its CPU per no-op activity
+    measured on the dev server (docs/figures.md "Campaigns"), its CPU per no-op activity
     doubles between inputs of 100 and 200 bytes. The shared part comes from the batch's `run_context`
     query, once per worker and batch; defaults are left out of the JSON.
     """

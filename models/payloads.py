@@ -30,7 +30,7 @@ class TaskTimeouts(BaseModel):
     lintian_s: float = 3600
     autopkgtest_s: float = 2 * 3600
     heartbeat_s: float = 60
-    # How long a build or check waits for a worker polling its queue (README "Worker pools").
+    # How long a build or check waits for a worker polling its queue (docs/operations.md "Worker pools").
     queue_wait_s: float = 24 * 3600
 
 
@@ -42,7 +42,7 @@ def _source_artifact_id(description: str = "the debian:source-package artifact")
 
 
 class UploadPipelineInput(BaseModel):
-    """Start an upload pipeline; documented in README as the JSON for `temporal workflow start`."""
+    """Start an upload pipeline; documented in docs/usage.md as the JSON for `temporal workflow start`."""
 
     source_artifact_id: int = _source_artifact_id("debian:source-package artifact made by `debflow submit`")
     suite: str = "bookworm"

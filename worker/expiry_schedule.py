@@ -55,7 +55,7 @@ def expiry_schedule(settings: Settings) -> Schedule:
             intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.expiry_interval_s))]
         ),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note="debflow retention: see README 'Retention and expiry'"),
+        state=ScheduleState(note="debflow retention: see docs/retention.md"),
     )
 
 

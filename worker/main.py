@@ -81,7 +81,7 @@ class DebflowWorker:
 
 
 def slots(settings: Settings, kind: Kind) -> int:
-    """Concurrent activities per capability queue (README "Worker pools")."""
+    """Concurrent activities per capability queue (docs/operations.md "Worker pools")."""
     per_kind = {
         Kind.CONTROL: settings.control_slots,
         Kind.BUILD: settings.build_slots,

@@ -31,7 +31,7 @@ def _renamed(old: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    """Every knob debflow has; see README "Configuration"."""
+    """Every knob debflow has; see docs/operations.md "Configuration"."""
 
     # populate_by_name: a renamed field is set by its name in code, by its new or old variable in the
     # environment (see _renamed).
@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     artifact_store: Path | None = None
     work_dir: Path | None = None
     task_queue: str = "debflow"
-    # `unshare` isolates builds and tests (README "Executors"); `host` is for development and trusted
-    # packages only.
+    # `unshare` isolates builds and tests (docs/pipeline.md "Executors"); `host` is for development and
+    # trusted packages only.
     executor: Literal["unshare", "host"] = "unshare"
     mirror: str = Field(default="http://deb.debian.org/debian", pattern=r"^(https?|file)://[^\s]+$")
     environment_max_age_days: float = Field(default=7, gt=0)
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     max_archive_members: int = Field(default=1_000_000, ge=1)
     max_metadata_bytes: int = Field(default=64 * 1024, ge=1024)
 
-    # Timeouts in seconds (README "Retries and timeouts"): the configured ones are the ceilings; task
+    # Timeouts in seconds (docs/retries.md "Timeouts"): the configured ones are the ceilings; task
     # history lowers them to max(floor, factor x p95) once a key has enough samples.
     build_timeout_s: float = Field(default=3 * 3600, gt=0, validation_alias=_renamed("build_timeout"))
     lintian_timeout_s: float = Field(default=3600, gt=0, validation_alias=_renamed("lintian_timeout"))
@@ -88,9 +88,9 @@ class Settings(BaseSettings):
     fault_after_store_rate: float = Field(default=0.0, ge=0, le=1)
     fault_activities: str = ""  # comma-separated activity types; empty: every hook
     fault_journal: Path | None = None
-    # What this worker process polls (README "Worker pools"): control, lintian, build[:ARCH], test[:ARCH],
-    # comma-separated, or `all` (every capability of this host). Slots per capability queue; unset ones
-    # default to max_concurrent_activities.
+    # What this worker process polls (docs/operations.md "Worker pools"): control, lintian, build[:ARCH],
+    # test[:ARCH], comma-separated, or `all` (every capability of this host). Slots per capability queue;
+    # unset ones default to max_concurrent_activities.
     capabilities: str = "all"
     max_concurrent_activities: int = Field(default=4, ge=1)
     control_slots: int | None = Field(default=16, ge=1)
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     missing_file_tries: int = Field(default=4, ge=1)
     missing_file_backoff_s: float = Field(default=60, gt=0)
 
-    # Retention and expiry (README "Retention and expiry").
+    # Retention and expiry (docs/retention.md).
     task_history_keep: int = Field(default=5, ge=1)
     qa_results_keep: int = Field(default=5, ge=1)
     removed_item_full_history_days: int = Field(default=7, ge=0)

@@ -131,7 +131,7 @@ class CampaignWorkflow:
         )
         total = await self._run_batches(params, batches)
         regressions = total.counts.get(Verdict.REGRESSION, 0)
-        # debflow_regressions_found (README "Metrics"); the workflow meter does not count on replay.
+        # debflow_regressions_found (docs/operations.md); the workflow meter does not count on replay.
         workflow.metric_meter().create_counter("debflow_regressions_found", "confirmed regressions").add(
             regressions, {"suite": params.suite}
         )

@@ -1,4 +1,4 @@
-"""Retry policies shared by the workflows (README "Retries and timeouts")."""
+"""Retry policies shared by the workflows (docs/retries.md)."""
 
 from datetime import timedelta
 

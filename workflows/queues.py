@@ -2,7 +2,8 @@
 
 The control queue (`DEBFLOW_TASK_QUEUE`, default `debflow`) carries every workflow task and the short
 database activities. Builds and tests go to one queue per architecture, lintian to its own queue, so a
-worker process polls only what its host can run, with slot counts per kind of work (README "Worker pools").
+worker process polls only what its host can run, with slot counts per kind of work
+(docs/operations.md "Worker pools").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Campaign tests with a real executor: the test source and the binaries a run installs come from the suite's
 mirror, checked against the imported indices' SHA-256, then autopkgtest runs with the worker's executor.
 
-What a run uses (README "Campaigns with a real executor"): the target's tests from its suite version —
+What a run uses (docs/campaigns.md, real executor): the target's tests from its suite version —
 except the new side of the trigger itself, which runs the upload's own tests — with the target's own
 binaries of that version and the trigger's binaries: the upload's on the *new* side, the suite's on the
 *reference* side. Everything else comes from the testbed's apt sources. Passing the binaries

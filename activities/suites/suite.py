@@ -275,7 +275,7 @@ def reverse_dependency_targets(
     architecture: str = "amd64",
     include_source: str | None = None,
 ) -> list[TestTarget]:
-    """The sources with autopkgtests that depend on, or are test-triggered by, `binaries` (see README)."""
+    """The sources with autopkgtests that depend on, or are test-triggered by, `binaries` (docs/suites.md)."""
     collection_id = _suite_id(session, suite)
     relation = SuiteRelation
     in_suite = relation.collection_id == collection_id

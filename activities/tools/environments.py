@@ -182,7 +182,7 @@ def record_environment(
 
 
 def make_tarball(suite: str, architecture: str, mirror: str, output: Path, hooks: Hooks) -> None:
-    """Run mmdebstrap (as root it needs subordinate ids: README "Executors")."""
+    """Run mmdebstrap (as root it needs subordinate ids: docs/pipeline.md "Executors")."""
     require_tool("mmdebstrap", "mmdebstrap")
     log = output.with_name(output.name + ".log")
     try:
