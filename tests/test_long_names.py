@@ -248,7 +248,9 @@ async def test_a_name_longer_than_bookworms_longest_runs_end_to_end(
     assert description.raw_description.workflow_execution_info.priority.fairness_key == (
         identifiers.upload_fairness_key(LONG_HELLO)
     )
-    found = [w.id async for w in client.list_workflows(f'DebflowPackage="{LONG_HELLO}"')]
+    # Other tests of the session run campaigns and uploads of this name at version 1.1: the version tells.
+    query = f'DebflowPackage="{LONG_HELLO}" AND DebflowVersion="{LONG_VERSION}"'
+    found = [w.id async for w in client.list_workflows(query)]
     assert found == [workflow_id]
 
     shown = await asyncio.to_thread(debflow, ["report", workflow_id, "--json"], settings)
