@@ -102,7 +102,10 @@ def campaign(
             except RPCError as e:
                 raise fail(f"upload run {upload}: {e}") from None
             if arch:
-                params.architectures = [a for a in params.architectures if a in arch]
+                built = params.architectures
+                params.architectures = [a for a in built if a in arch]
+                if not params.architectures:
+                    raise fail(f"upload run {upload} built {' '.join(built)}, none of {' '.join(arch)}")
         else:
             assert trigger is not None
             params = CampaignInput(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from activities.storage.artifact_views import ArtifactView, ArtifactViews, NoLog
 from client.check_details import print_check
@@ -26,13 +28,17 @@ def _views(ctx: typer.Context) -> ArtifactViews:
 
 
 def _artifact_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    if not re.fullmatch(r"[0-9]{1,18}", text):
         raise fail(f"invalid artifact id {text!r}: a number, as the reports print them")
     return int(text)
 
 
 def _find(views: ArtifactViews, text: str) -> ArtifactView:
-    view = views.artifact(_artifact_id(text))
+    artifact_id = _artifact_id(text)
+    try:
+        view = views.artifact(artifact_id)
+    except SQLAlchemyError as e:
+        raise fail(f"the database cannot be read: {str(e).splitlines()[0]}") from None
     if view is None:
         raise fail(f"no artifact {text}: it never existed or has expired")
     return view
@@ -48,6 +54,8 @@ def log(
         text = views.log_blob(view).read_text(errors="replace")
     except NoLog as e:
         raise fail(str(e)) from None
+    except OSError as e:
+        raise fail(f"the log of artifact {view.id} cannot be read: {e}") from None
     with paged(console):
         print_text(console, text)
 
@@ -68,7 +76,7 @@ def show(
     if with_log and view.log_path is not None and not as_json:
         try:
             text = views.log_blob(view).read_text(errors="replace")
-        except NoLog as e:
+        except (NoLog, OSError) as e:
             text = f"({e})"
     if as_json:
         print(view.model_dump_json(indent=2))

@@ -62,12 +62,17 @@ def demo(
 ) -> None:
     """Start the dev stack, build and test the bundled examples, print reports, stop."""
     from client.demo import run_demo
+    from worker.postgres import UnreachableDataDirectory
 
     if executor not in ("host", "unshare"):
         raise fail(f"unknown executor {executor!r}: host or unshare")
     # The option wins over DEBFLOW_EXECUTOR; every other setting is the invocation's.
     settings = context_of(ctx).settings.model_copy(update={"executor": executor})
-    raise typer.Exit(run_demo(settings, console))
+    try:
+        code = run_demo(settings, console)
+    except UnreachableDataDirectory as e:  # refused before anything started
+        raise fail(str(e)) from None
+    raise typer.Exit(code)
 
 
 def worker(

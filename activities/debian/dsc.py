@@ -287,17 +287,12 @@ def _extract_and_check(dsc_path: Path, scratch: Path) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="dsc-check-", dir=scratch))
     try:
-        done = subprocess.run(
-            # Signatures are not ours to judge here; the checksums were verified above.
-            ["dpkg-source", "--no-check", "--no-copy", "-x", str(dsc_path.resolve()), "tree"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env={"LC_ALL": "C.UTF-8", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work)},
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        try:
+            done = _run_dpkg_source(dsc_path, work)
+        except subprocess.TimeoutExpired:
+            raise BadUpload(
+                f"dpkg-source -x did not finish unpacking it within {EXTRACT_TIMEOUT_S} s"
+            ) from None
         if done.returncode != 0:
             errors = [
                 line for line in done.stderr.splitlines() if "error:" in line
@@ -307,3 +302,22 @@ def _extract_and_check(dsc_path: Path, scratch: Path) -> None:
         check_tree(work / "tree")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# The member checks bound what it unpacks; this bounds how long a hostile archive may keep it busy.
+EXTRACT_TIMEOUT_S = 600
+
+
+def _run_dpkg_source(dsc_path: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        # Signatures are not ours to judge here; the checksums were verified above.
+        ["dpkg-source", "--no-check", "--no-copy", "-x", str(dsc_path.resolve()), "tree"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env={"LC_ALL": "C.UTF-8", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(work)},
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=EXTRACT_TIMEOUT_S,
+    )

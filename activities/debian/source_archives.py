@@ -16,6 +16,8 @@ import re
 import stat
 import subprocess
 import tarfile
+import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,32 +89,47 @@ def read_members(path: Path, *, max_members: int, max_unpacked_bytes: int) -> li
     return members
 
 
+# How long GNU tar may take to list an archive whose members Python has already listed.
+LIST_TIMEOUT_S = 600
+
+
 def _compare_with_gnu_tar(path: Path, members: list[Member], max_members: int) -> None:
     """Refuse the archive unless GNU tar lists the same members, in the same order, without error (a
     corrupt header ends tarfile's listing early, where GNU tar skips it and goes on)."""
     require_tool("tar", "tar")
     env = {k: v for k, v in os.environ.items() if k != "TAR_OPTIONS"} | {"LC_ALL": "C"}
     expected = [_tar_escape(m.name.encode("utf-8", "surrogateescape")) for m in members]
-    with subprocess.Popen(
-        ["tar", "-t", "--quoting-style=escape", "-f", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    ) as tar:
-        assert tar.stdout is not None and tar.stderr is not None
-        listed = 0
-        same = True
-        for line in tar.stdout:
-            name = line.decode("ascii", "replace").rstrip("\n").rstrip("/")
-            if listed >= len(expected) or name != expected[listed].rstrip("/"):
-                same = False
-                break
-            listed += 1
-        if not same:
-            tar.kill()
-        errors = tar.stderr.read().decode(errors="replace").strip()
-        tar.wait()
+    # stderr goes to a file: a pipe nobody reads while stdout is read can fill and stall tar.
+    with (
+        tempfile.TemporaryFile() as stderr,
+        subprocess.Popen(
+            ["tar", "-t", "--quoting-style=escape", "-f", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        ) as tar,
+    ):
+        assert tar.stdout is not None
+        # A hostile archive must not keep a submit busy for ever.
+        timer = threading.Timer(LIST_TIMEOUT_S, tar.kill)
+        timer.start()
+        try:
+            listed = 0
+            same = True
+            for line in tar.stdout:
+                name = line.decode("ascii", "replace").rstrip("\n").rstrip("/")
+                if listed >= len(expected) or name != expected[listed].rstrip("/"):
+                    same = False
+                    break
+                listed += 1
+            if not same:
+                tar.kill()
+            tar.wait()
+        finally:
+            timer.cancel()
+        stderr.seek(0)
+        errors = stderr.read(4096).decode(errors="replace").strip()
     if not same or listed != len(expected) or tar.returncode != 0:
         why = errors.splitlines()[0] if errors else "it lists other members than Python's tarfile"
         raise BadUpload(f"{path.name}: GNU tar reads the archive differently ({why})")
