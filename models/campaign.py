@@ -236,9 +236,15 @@ class TargetVerdict(BaseModel):
     cause: str | None = None  # UNTESTABLE: which side could not run, and why
 
 
+# A campaign's result and a batch's continue-as-new input carry at most this many notable verdicts (each
+# a few hundred bytes; payloads are limited to 2 MB). Every verdict is stored (`debflow report --all`).
+NOTABLE_KEPT = 1000
+
+
 class BatchResult(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
-    notable: list[TargetVerdict] = Field(default_factory=list)  # all but PASS and NEUTRAL
+    notable: list[TargetVerdict] = Field(default_factory=list)  # all but PASS and NEUTRAL, most telling first
+    notable_omitted: int = 0  # beyond NOTABLE_KEPT: counted, listed only among the stored verdicts
     tests_run: int = 0
     references_reused: int = 0
     max_history_events: int = 0
@@ -247,6 +253,13 @@ class BatchResult(BaseModel):
         for verdict, count in other.counts.items():
             self.counts[verdict] = self.counts.get(verdict, 0) + count
         self.notable += other.notable
+        self.notable_omitted += other.notable_omitted
+        if len(self.notable) > NOTABLE_KEPT:
+            # A mirror that is down makes every target UNTESTABLE: regressions must still be listed.
+            order = list(Verdict)
+            self.notable.sort(key=lambda v: order.index(v.verdict))
+            self.notable_omitted += len(self.notable) - NOTABLE_KEPT
+            del self.notable[NOTABLE_KEPT:]
         self.tests_run += other.tests_run
         self.references_reused += other.references_reused
         self.max_history_events = max(self.max_history_events, other.max_history_events)
@@ -304,6 +317,7 @@ class CampaignReport(BaseModel):
     targets: int
     counts: dict[str, int]
     notable: list[TargetVerdict]
+    notable_omitted: int = 0  # notable verdicts beyond NOTABLE_KEPT, listed by `debflow report --all`
     tests_run: int
     references_reused: int
     batches: int

@@ -157,6 +157,7 @@ class CampaignWorkflow:
             targets=targets,
             counts=total.counts,
             notable=total.notable,
+            notable_omitted=total.notable_omitted,
             tests_run=total.tests_run,
             references_reused=total.references_reused,
             batches=len(batches),

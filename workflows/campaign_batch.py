@@ -52,6 +52,8 @@ UNTESTABLE_PATCH = "campaign-untestable-targets"
 RELEASE_PATCH = "campaign-batch-releases-claims"
 # Runs recorded before every target's verdict was stored with the chunk's task history.
 VERDICTS_PATCH = "campaign-verdicts-stored"
+# An UNTESTABLE target's cause is kept short: it travels in every batch result and campaign report.
+CAUSE_CHARS = 300
 
 
 # Claims, results and history are one short transaction each: a worker killed during one should cost
@@ -233,7 +235,10 @@ class CampaignBatchWorkflow:
         except ActivityError as e:
             if isinstance(e.cause, ActivityCancelled) or not workflow.patched(UNTESTABLE_PATCH):
                 raise
-            return RunOutcome(result=RunResult.UNTESTABLE, cause=str(e.cause or e), started_at=workflow.now())
+            cause = str(e.cause or e)
+            if len(cause) > CAUSE_CHARS:  # an executor's message ends in a log tail: the start says why
+                cause = cause[: CAUSE_CHARS - 1] + "…"
+            return RunOutcome(result=RunResult.UNTESTABLE, cause=cause, started_at=workflow.now())
 
     async def _references(
         self,

@@ -255,18 +255,14 @@ class CampaignTasks:
 
     @activity.defn(name=ActivityName.STORE_REFERENCE_RESULTS)
     def store_reference_results(self, params: StoreReferencesInput) -> int:
-        """Record claimed references as done; returns the number of items written. An UNTESTABLE run is
-        no reference: its claim is released instead, and the next campaign tries again."""
-        untestable = [k for k in params.keys if params.results[k.name].result is RunResult.UNTESTABLE]
-        if untestable:
-            released = self.release_references(ReleaseReferencesInput(owner=params.owner, keys=untestable))
-            return released + self.store_reference_results(
-                params.model_copy(update={"keys": [k for k in params.keys if k not in untestable]})
-            )
+        """Record claimed references as done, in one transaction; returns the number of items written. An
+        UNTESTABLE run is no reference: its claim is released instead, and the next campaign tries again."""
         if not params.keys:
             return 0
+        untestable = [k.name for k in params.keys if params.results[k.name].result is RunResult.UNTESTABLE]
+        done = [k for k in params.keys if k.name not in untestable]
         finished = dt.datetime.now(dt.UTC).isoformat()
-        names = [k.name for k in params.keys]
+        names = [k.name for k in done]
         datas = [
             self._item_data(
                 k.model_dump(),
@@ -275,11 +271,15 @@ class CampaignTasks:
                 finished_at=finished,
                 outcome=params.results[k.name].model_dump(mode="json"),
             )
-            for k in params.keys
+            for k in done
         ]
         artifacts = [params.results[n].log_artifact_id for n in names]
         with self.sessions.begin() as session:
             cid = _collection_id(session, params.keys[0].suite)
+            if untestable:
+                session.execute(_RELEASE, {"cid": cid, "names": untestable, "owner": params.owner})
+            if not done:
+                return 0
             written = session.execute(
                 _STORE,
                 {"cid": cid, "names": names, "datas": datas, "artifacts": artifacts, "owner": params.owner},

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, text
 
 from activities.storage.db_stats import database_stats
+from models.vocabulary import TaskName
 
 
 class FailureRate(BaseModel):
@@ -30,10 +31,12 @@ class DatabaseHealth(BaseModel):
     dead_tuples: int
 
 
+# Tasks only: the rows of making or waiting for an environment (TaskName.ENVIRONMENT) time the work, they
+# are not work, and would dilute the error rate.
 LAST_HOUR = text(
     "SELECT count(*), count(*) FILTER (WHERE result = 'failure'), count(*) FILTER (WHERE result = 'error') "
-    "FROM task_history WHERE started_at > now() - interval '1 hour'"
-)
+    "FROM task_history WHERE started_at > now() - interval '1 hour' AND task_name <> :environment"
+).bindparams(environment=TaskName.ENVIRONMENT.value)
 
 
 def database_health(engine: Engine) -> tuple[DatabaseHealth, FailureRate]:
