@@ -46,15 +46,17 @@ def builds_on(
     *,
     arch_all: bool = True,
     matches: WildcardMatcher = dpkg_wildcard_matches,
+    empty_means_any: bool = True,
 ) -> bool:
     """Whether a source with this Architecture field builds packages for `architecture`.
 
     `arch_all`: whether `all` counts. A campaign tests an arch:all source on every architecture; an
     upload run asks which architectures have arch-specific packages (it builds arch:all ones once, with
-    its first architecture).
+    its first architecture). `empty_means_any`: an index entry without the field is taken to build
+    anywhere (suites); the recorded upload runs took an empty field to build nothing.
     """
     words = field.split() if isinstance(field, str) else list(field)
-    for word in words or ["any"]:
+    for word in words or (["any"] if empty_means_any else []):
         if word in ("any", architecture) or (arch_all and word == "all"):
             return True
         if word != "all" and "any" in word and matches(architecture, word):

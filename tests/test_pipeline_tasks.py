@@ -136,3 +136,7 @@ def test_one_builds_on_for_submissions_runs_and_campaigns() -> None:
     # the rule the histories of earlier runs were recorded with: no gnu-linux-any
     assert builds_on(["linux-any"], "amd64", arch_all=False, matches=recorded_wildcard_matches)
     assert not builds_on(["gnu-linux-any"], "amd64", arch_all=False, matches=recorded_wildcard_matches)
+    # Recorded runs took an empty field to build nothing: their replays must decide the same.
+    assert not builds_on(
+        [], "amd64", arch_all=False, matches=recorded_wildcard_matches, empty_means_any=False
+    )

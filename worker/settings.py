@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     timeout_floor_s: float = Field(default=600, gt=0)
     timeout_history_factor: float = Field(default=4.0, ge=1)
     timeout_history_min_samples: int = Field(default=3, ge=1)
-    # How long a finished upload run stays open for `debflow retry` (the retry_failed update).
+    # Read by nothing since upload runs end with their tasks; kept so that deployments setting it still
+    # start (runs started before then had such a retry window).
     retry_window_s: float = Field(default=24 * 3600, ge=0)
 
     # Fault injection for chaos tests (activities/faults.py): off unless the rate is above 0.

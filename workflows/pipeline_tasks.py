@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models.payloads import TaskAttempt, TaskReport, TaskResult, TaskStatus
+from models.vocabulary import TaskName
 
-TASK_NAMES = ("build", "lintian", "autopkgtest")
-CHECKS = ("lintian", "autopkgtest")  # what tests a build, so what a failed build skips
+TASK_NAMES = (TaskName.BUILD, TaskName.LINTIAN, TaskName.AUTOPKGTEST)
+CHECKS = (TaskName.LINTIAN, TaskName.AUTOPKGTEST)  # what tests a build, so what a failed build skips
 
 
 def task_key(name: str, architecture: str) -> str:

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         UploadDescription,
         UploadPipelineInput,
     )
+    from models.vocabulary import ActivityName
     from workflows import queues
     from workflows.policies import DB_RETRY, ESTIMATE_RETRY, TOOL_RETRY
 
@@ -66,7 +67,7 @@ def ceiling(policy: TaskTimeouts, task: str) -> float:
 async def describe_upload(params: UploadPipelineInput, *, with_architectures: bool) -> UploadDescription:
     """The source's fields; `with_architectures`: also which requested architectures it builds on."""
     described: UploadDescription = await workflow.execute_activity(
-        "describe_upload",
+        ActivityName.DESCRIBE_UPLOAD,
         DescribeUploadInput(
             source_artifact_id=params.source_artifact_id,
             architectures=params.architectures if with_architectures else [],
@@ -86,7 +87,7 @@ async def estimate_timeouts(
     the history cannot be read."""
     try:
         estimates: TimeoutEstimates = await workflow.execute_activity(
-            "estimate_timeouts",
+            ActivityName.ESTIMATE_TIMEOUTS,
             EstimateTimeoutsInput(
                 source=upload.source,
                 suite=params.suite,
@@ -167,7 +168,7 @@ async def record_task_error(error: TaskErrorInput) -> None:
     a database that stays down loses the row, not the run."""
     try:
         await workflow.execute_activity(
-            "record_task_error",
+            ActivityName.RECORD_TASK_ERROR,
             error,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DB_RETRY,

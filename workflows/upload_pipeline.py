@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         UploadPipelineInput,
         UploadReport,
     )
+    from models.vocabulary import ActivityName
     from workflows import search_attributes as sa
     from workflows import upload_activities as calls
     from workflows.pipeline_tasks import CHECKS, TASK_NAMES, PipelineTasks
@@ -212,7 +213,13 @@ class UploadPipelineWorkflow:
     def _arch_specific(self, upload: UploadDescription, arch: str) -> bool:
         if upload.builds_for is not None:  # judged by a worker, with dpkg's tables
             return arch in upload.builds_for
-        return builds_on(upload.architecture, arch, arch_all=False, matches=recorded_wildcard_matches)
+        return builds_on(
+            upload.architecture,
+            arch,
+            arch_all=False,
+            matches=recorded_wildcard_matches,
+            empty_means_any=False,
+        )
 
     async def _architecture(self, arch: str, *, first: bool) -> None:
         params, upload = self._params, self._upload
@@ -230,7 +237,7 @@ class UploadPipelineWorkflow:
         build = await self._run_task(
             "build",
             arch,
-            "build_package",
+            ActivityName.BUILD_PACKAGE,
             BuildInput(
                 source_artifact_id=params.source_artifact_id,
                 source=upload.source,
@@ -261,7 +268,7 @@ class UploadPipelineWorkflow:
         checks = []
         if "lintian" in names:
             if Check.LINTIAN in params.tasks:
-                checks.append(self._run_task("lintian", arch, "run_lintian", check, LintianResult))
+                checks.append(self._run_task("lintian", arch, ActivityName.RUN_LINTIAN, check, LintianResult))
             else:
                 self._skip(arch, ("lintian",), "not requested")
         if "autopkgtest" in names:
@@ -271,7 +278,9 @@ class UploadPipelineWorkflow:
                 self._skip(arch, ("autopkgtest",), "the source declares no autopkgtest")
             else:
                 checks.append(
-                    self._run_task("autopkgtest", arch, "run_autopkgtest", check, AutopkgtestResult)
+                    self._run_task(
+                        "autopkgtest", arch, ActivityName.RUN_AUTOPKGTEST, check, AutopkgtestResult
+                    )
                 )
         await asyncio.gather(*checks)
 

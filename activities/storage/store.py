@@ -77,10 +77,6 @@ def _is_foreign_key_violation(error: IntegrityError) -> bool:
     return getattr(error.orig, "sqlstate", None) == FOREIGN_KEY_VIOLATION
 
 
-def _is_unique_violation(error: IntegrityError) -> bool:
-    return getattr(error.orig, "sqlstate", None) == UNIQUE_VIOLATION
-
-
 def _missing_reference(error: IntegrityError) -> str:
     diag = getattr(error.orig, "diag", None)
     detail = getattr(diag, "message_detail", None) or str(error.orig)

@@ -4,7 +4,7 @@
     timeout = ceiling                                  otherwise
 
 per (task, package, suite/architecture): `ceiling` is the configured timeout of the task type
-(DEBFLOW_BUILD_TIMEOUT, … of the worker that runs this activity; runs recorded before that sent their
+(DEBFLOW_BUILD_TIMEOUT_S, … of the worker that runs this activity; runs recorded before that sent their
 own), `floor` DEBFLOW_TIMEOUT_FLOOR_S, `factor` DEBFLOW_TIMEOUT_HISTORY_FACTOR. Only runs that reached
 a verdict count (success, failure): an error may have been cut short by a timeout.
 
