@@ -14,6 +14,7 @@ from activities.services.suites import import_suite_indices
 from client.api import get_report, submit_upload, workflow_url
 from client.campaigns import campaign_for_upload, print_campaign_report, start_campaign, watch_campaign
 from client.local_archive import build_local_archive, hello_with_a_new_greeting
+from client.output import rule
 from client.progress import follow, print_report
 from models.campaign import CampaignReport, Verdict
 from models.payloads import Check, TaskStatus, UploadReport
@@ -51,7 +52,7 @@ def completed(report: UploadReport) -> bool:
 def run_demo(settings: Settings, console: Console) -> int:
     started = time.monotonic()
     stack = DevStack(settings, workers=1, say=console.print)
-    console.rule(f"debflow demo ({settings.executor} executor)")
+    rule(console, f"debflow demo ({settings.executor} executor)")
     stack.start()
     campaign: CampaignReport | None = None
     try:
@@ -71,7 +72,7 @@ def run_demo(settings: Settings, console: Console) -> int:
     if settings.executor == "host":
         # The one regression the demo's upload causes, found and confirmed.
         ok = ok and campaign is not None and campaign.counts == {Verdict.REGRESSION: 1, Verdict.PASS: 1}
-    console.rule()
+    rule(console)
     console.print(
         f"demo finished in {time.monotonic() - started:.0f} s: "
         + ("every run completed" if ok else "[red]some runs did not complete[/]")
@@ -89,7 +90,7 @@ async def _campaign(settings: Settings, stack: DevStack, console: Console) -> Ca
     root = settings.state_dir.resolve() / "demo-campaign"
     shutil.rmtree(root, ignore_errors=True)
     (root / "upload").mkdir(parents=True)
-    console.rule("reverse dependencies")
+    rule(console, "reverse dependencies")
     console.print(
         f"building suite {DEMO_SUITE!r}, a local archive of hello-debflow 1.0 and greeter-debflow (which "
         "relays hello-debflow's greeting and tests it), and the upload hello-debflow 1.1 (a new greeting)…"

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 
 from rich.console import Console
+from rich.rule import Rule
 
 # Piped or redirected output is read by programs and by people with wide windows: rich's default of
 # 80 columns would wrap and cut table cells (log ids, test names). Tables only take what they need.
@@ -18,6 +19,11 @@ def make_console(*, stderr: bool = False) -> Console:
     if stream.isatty():
         return Console(stderr=stderr)
     return Console(stderr=stderr, width=UNBOUNDED)
+
+
+def rule(console: Console, title: str = "") -> None:
+    """A horizontal rule: the terminal's width, or a readable one where the width is unbounded."""
+    console.print(Rule(title), width=min(console.width, 110))
 
 
 @contextlib.contextmanager
