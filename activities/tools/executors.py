@@ -259,7 +259,9 @@ def run_lintian(inputs: list[Path], *, workdir: Path, log: Path, hooks: Hooks) -
         ],
         cwd=workdir,
         log=log,
-        env={"LC_ALL": "C.UTF-8"},
+        # lintian leaves a temporary directory (mldbm-elf-*) behind on every run: in the workspace, it goes
+        # with it.
+        env={"LC_ALL": "C.UTF-8", "TMPDIR": str(workdir)},
         hooks=hooks,
     )
 
