@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
@@ -22,6 +23,9 @@ from models.payloads import Check, TaskResult
 from models.tables import TaskHistory
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
+
+# Real Debian tools end to end: minutes, not seconds (`pytest -m "not slow"` leaves it out).
+pytestmark = pytest.mark.slow
 
 EXAMPLES = PROJECT_ROOT / "examples"
 PACKAGES = ("hello-debflow", "hello-debflow-doc", "greeter-debflow")

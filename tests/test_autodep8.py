@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -17,6 +18,9 @@ from client.api import submit_upload
 from models.payloads import TaskResult
 from models.tables import Artifact
 from worker.settings import PROJECT_ROOT, Settings
+
+# Real Debian tools end to end: minutes, not seconds (`pytest -m "not slow"` leaves it out).
+pytestmark = pytest.mark.slow
 
 EXAMPLE = PROJECT_ROOT / "examples" / "libdebflow-greeting-perl"
 

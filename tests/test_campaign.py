@@ -288,6 +288,7 @@ async def test_medium_simulated_campaign_crosses_batches_and_continues_as_new(
     assert found == [handle.id]
 
 
+@pytest.mark.slow
 async def test_a_claim_of_a_terminated_batch_is_taken_over_at_once(
     client: Client, settings: Settings, worker: None, sessions: sessionmaker[Session]
 ) -> None:
@@ -336,6 +337,7 @@ async def test_a_claim_of_a_terminated_batch_is_taken_over_at_once(
     assert sum(c.endswith("/reference") for c in contexts) == len(targets)
 
 
+@pytest.mark.slow
 async def test_a_cancelled_campaign_releases_its_claims_for_the_next_one(
     client: Client, settings: Settings, worker: None, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:

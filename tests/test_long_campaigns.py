@@ -78,6 +78,7 @@ def longest_named_with_rdeps(sessions: sessionmaker[Session], suite: str) -> tup
     raise AssertionError("no long-named bookworm source has reverse dependencies")
 
 
+@pytest.mark.slow
 async def test_simulated_campaign_on_bookworm_for_a_long_named_trigger(
     client: Client, settings: Settings, worker: None, sessions: sessionmaker[Session], bookworm: str
 ) -> None:
@@ -157,6 +158,7 @@ async def test_a_campaign_started_directly_with_a_trigger_debian_could_not_hold_
     assert "source package name" in str(failed.value.cause) and "at most 100" in str(failed.value.cause)
 
 
+@pytest.mark.slow
 async def test_real_campaign_for_a_long_named_trigger_confirms_a_regression(
     client: Client,
     settings: Settings,

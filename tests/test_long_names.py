@@ -225,6 +225,7 @@ async def test_lookups_with_long_names_fail_in_one_line(
 # --- a long name through the whole pipeline ----------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_name_longer_than_bookworms_longest_runs_end_to_end(
     client: Client, settings: Settings, worker: None, tmp_path: Path
 ) -> None:

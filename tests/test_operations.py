@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -32,6 +33,7 @@ def scrape(url: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.slow
 async def test_worker_metrics_and_status_during_a_campaign(
     client: Client, settings: Settings, sessions: sessionmaker[Session], engine: Engine, tmp_path: Path
 ) -> None:
@@ -119,6 +121,7 @@ def test_time_left_is_weighted_by_expected_durations() -> None:
     assert set(estimator.predictions) == {0.25, 0.5}
 
 
+@pytest.mark.slow
 async def test_status_counts_a_task_that_errored(
     client: Client,
     settings: Settings,

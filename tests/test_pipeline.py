@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHistory
@@ -50,6 +51,7 @@ async def worker_with(client: Client, settings: Settings) -> AsyncIterator[None]
         parts.close()
 
 
+@pytest.mark.slow
 async def test_passing_example_end_to_end(
     client: Client,
     settings: Settings,
@@ -98,6 +100,7 @@ async def test_passing_example_end_to_end(
     await replay(client, handle.id, "upload-pipeline-v4-hello-debflow")
 
 
+@pytest.mark.slow
 async def test_failing_example_is_a_result_not_a_crash(
     client: Client,
     settings: Settings,

@@ -159,6 +159,7 @@ async def wait_until_listed(client: Client, query: str) -> None:
     raise AssertionError(f"no workflow {query}")
 
 
+@pytest.mark.slow
 async def test_a_terminated_upload_is_one_line_in_submit_report_and_watch(
     client: Client, settings: Settings, worker: None, example_sources: dict[str, Path]
 ) -> None:
@@ -318,6 +319,7 @@ async def test_log_and_artifact_show_read_the_store_without_sql(
     assert "no artifact" in one_error_line(await debflow(settings, "artifact", "show", "999999999"), 2)
 
 
+@pytest.mark.slow
 async def test_the_upload_report_shows_each_test_and_lintian_tags_by_severity(
     settings: Settings, worker: None, example_sources: dict[str, Path]
 ) -> None:

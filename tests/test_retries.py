@@ -221,6 +221,7 @@ def test_retry_is_accepted_only_for_a_finished_run_with_failures() -> None:
         pipeline._validate_retry()
 
 
+@pytest.mark.slow
 async def test_a_finished_run_ends_and_retry_reruns_its_failed_test_in_a_new_run(
     client: Client, settings: Settings, worker: None, example_sources: dict[str, Path]
 ) -> None:

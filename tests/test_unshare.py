@@ -35,6 +35,9 @@ from models.tables import Artifact, TaskHistory
 from worker.main import build_worker
 from worker.settings import Settings
 
+# Real Debian tools end to end: minutes, not seconds (`pytest -m "not slow"` leaves it out).
+pytestmark = pytest.mark.slow
+
 SUITE, ARCH = "bookworm", "amd64"
 MAX_AGE_S = 7 * 24 * 3600
 HOLD_S = 3.0

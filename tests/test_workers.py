@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -31,6 +32,7 @@ async def _wait_for_pollers(client: Client, queue: str, count: int) -> None:
     raise AssertionError(f"{queue} never had {count} pollers")
 
 
+@pytest.mark.slow
 async def test_three_worker_processes_split_by_capability_share_the_work(
     client: Client,
     settings: Settings,

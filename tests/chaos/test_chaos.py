@@ -7,6 +7,8 @@ import asyncio
 import shutil
 import uuid
 
+import pytest
+
 from support.chaos_harness import (
     ChaosStack,
     Supervisor,
@@ -17,6 +19,9 @@ from support.chaos_harness import (
     targets_of,
 )
 from worker.postgres import world_readable_tempdir
+
+# Real Debian tools end to end: minutes, not seconds (`pytest -m "not slow"` leaves it out).
+pytestmark = pytest.mark.slow
 
 DEPENDANTS = 30
 
