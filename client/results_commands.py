@@ -33,14 +33,13 @@ def _artifact_id(text: str) -> int:
     return int(text)
 
 
-def _find(views: ArtifactViews, text: str) -> ArtifactView:
-    artifact_id = _artifact_id(text)
+def _find(views: ArtifactViews, artifact_id: int) -> ArtifactView:
     try:
         view = views.artifact(artifact_id)
     except SQLAlchemyError as e:
         raise fail(f"the database cannot be read: {str(e).splitlines()[0]}") from None
     if view is None:
-        raise fail(f"no artifact {text}: it never existed or has expired")
+        raise fail(f"no artifact {artifact_id}: it never existed or has expired")
     return view
 
 
@@ -48,8 +47,9 @@ def log(
     ctx: typer.Context, artifact_id: Annotated[str, typer.Argument(help="a log artifact id from a report")]
 ) -> None:
     """Print the log of a build, lintian or autopkgtest artifact (paged on a terminal)."""
+    number = _artifact_id(artifact_id)  # a malformed id is told before any connection
     views = _views(ctx)
-    view = _find(views, artifact_id)
+    view = _find(views, number)
     try:
         text = views.log_blob(view).read_text(errors="replace")
     except NoLog as e:
@@ -70,8 +70,9 @@ def show(
     with_log: Annotated[bool, typer.Option("--log/--no-log", help="append the log, if it has one")] = True,
 ) -> None:
     """An artifact's metadata, data, files and relations, then its log (paged on a terminal)."""
+    number = _artifact_id(artifact_id)  # a malformed id is told before any connection
     views = _views(ctx)
-    view = _find(views, artifact_id)
+    view = _find(views, number)
     text = None
     if with_log and view.log_path is not None and not as_json:
         try:
