@@ -28,6 +28,20 @@ def tasks_by_name(report: UploadReport) -> dict[str, TaskReport]:
     return {t.name: t for t in report.tasks}
 
 
+def without_stack_traces(history_json: str) -> str:
+    """A recorded history without the failures' stack traces: they name this machine's paths, and replay
+    does not read them."""
+
+    def scrub(node: object) -> object:
+        if isinstance(node, dict):
+            return {k: "" if k == "stackTrace" else scrub(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return node
+
+    return json.dumps(scrub(json.loads(history_json)), indent=2) + "\n"
+
+
 async def replay(client: Client, workflow_id: str, record_as: str) -> None:
     """Replay a fresh history; with DEBFLOW_RECORD_HISTORIES=1 also keep it for future replays."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
@@ -35,7 +49,7 @@ async def replay(client: Client, workflow_id: str, record_as: str) -> None:
         # The workflow id is part of the file name: workflows derive child ids from their own.
         for old in HISTORIES.glob(f"{record_as}--*.json"):
             old.unlink()
-        (HISTORIES / f"{record_as}--{workflow_id}.json").write_text(history.to_json())
+        (HISTORIES / f"{record_as}--{workflow_id}.json").write_text(without_stack_traces(history.to_json()))
     await Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter).replay_workflow(history)
 
 
