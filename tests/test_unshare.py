@@ -8,6 +8,7 @@ after a week) and imported into each session's artifact store like one the execu
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import os
 import shutil
@@ -72,10 +73,13 @@ def cached_tarball() -> tuple[Path, str]:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "debflow-tests"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"{SUITE}-{ARCH}-{hashlib.sha256(mirror.encode()).hexdigest()[:12]}.tar.zst"
-    if not path.exists() or time.time() - path.stat().st_mtime > MAX_AGE_S:
-        making = path.with_name(path.name + ".new.tar.zst")
-        make_tarball(SUITE, ARCH, mirror, making, Hooks())
-        making.replace(path)
+    # `make test` runs two test processes: one makes the tarball, the other waits for it.
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists() or time.time() - path.stat().st_mtime > MAX_AGE_S:
+            making = path.with_name(path.name + ".new.tar.zst")
+            make_tarball(SUITE, ARCH, mirror, making, Hooks())
+            making.replace(path)
     return path, mirror
 
 
