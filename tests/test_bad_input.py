@@ -384,33 +384,29 @@ async def test_concurrent_duplicate_submissions_start_one_run(
     await client.get_workflow_handle(workflow_id).terminate("test over")
 
 
-def test_an_archive_reaching_an_activity_unchecked_is_refused_before_extraction(
-    settings: Settings,
-    store: ArtifactStore,
-    sessions: sessionmaker[Session],
-    example_sources: dict[str, Path],
-    tmp_path: Path,
-) -> None:
-    """`temporal workflow start` can name any artifact: the build activity checks the members itself."""
-    dsc = copy_upload(example_sources["hello-debflow"], tmp_path / "upload")
+def build_without_submit(
+    store: ArtifactStore, sessions: sessionmaker[Session], dsc: Path, damage: Damage, work: Path
+) -> ApplicationError:
+    """Store `dsc` as submit would, damage it afterwards (as `temporal workflow start` may name any
+    artifact), run the build activity on it and return its error, after checking it stored nothing."""
     checked = check_dsc(dsc, max_bytes=1 << 30)
-    hostile_member(symlink_to("/etc/shadow"))(dsc)
+    damage(dsc)
     files = {p.name: p for p in dsc.parent.iterdir()}
     (artifact_id,) = store.register(
-        [NewArtifact("debian:source-package", checked.data, files, f"hostile/{uuid.uuid4().hex}")]
+        [NewArtifact("debian:source-package", checked.data, files, f"unchecked/{uuid.uuid4().hex}")]
     )
     tasks = DebianTasks(
         ToolRuns(
             sessions=sessions,
             store=store,
             executor=HostExecutor(),
-            scratch_dir=tmp_path / "work",
+            scratch_dir=work,
             heartbeat_interval=1,
             expiration_days=1,
         )
     )
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, workflow_id=f"hostile-{uuid.uuid4().hex[:8]}")
+    env.info = dataclasses.replace(env.info, workflow_id=f"unchecked-{uuid.uuid4().hex[:8]}")
     with pytest.raises(ApplicationError) as raised:
         env.run(
             tasks.build_package,
@@ -423,8 +419,6 @@ def test_an_archive_reaching_an_activity_unchecked_is_refused_before_extraction(
                 build_arch_all=True,
             ),
         )
-    assert raised.value.non_retryable and raised.value.type == "BadUpload"
-    assert "points outside the tree" in str(raised.value)
     with sessions() as session:
         assert not session.scalar(
             select(func.count()).select_from(Artifact).where(Artifact.workflow_id == env.info.workflow_id)
@@ -434,5 +428,22 @@ def test_an_archive_reaching_an_activity_unchecked_is_refused_before_extraction(
             .select_from(TaskHistory)
             .where(TaskHistory.workflow_id == env.info.workflow_id)
         )
+    return raised.value
+
+
+def test_an_archive_reaching_an_activity_unchecked_is_refused_before_extraction(
+    settings: Settings,
+    store: ArtifactStore,
+    sessions: sessionmaker[Session],
+    example_sources: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """`temporal workflow start` can name any artifact: the build activity checks the members itself."""
+    dsc = copy_upload(example_sources["hello-debflow"], tmp_path / "upload")
+    error = build_without_submit(
+        store, sessions, dsc, hostile_member(symlink_to("/etc/shadow")), tmp_path / "work"
+    )
+    assert error.non_retryable and error.type == "BadUpload"
+    assert "points outside the tree" in str(error)
     assert not any((tmp_path / "work").iterdir())  # the workspace is gone too
     assert os.path.isdir(tmp_path / "work")

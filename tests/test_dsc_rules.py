@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from tests.conftest import row_counts, store_files
-from tests.test_bad_input import copy_upload, debflow, edit_dsc, relist, tarball
+from tests.test_bad_input import copy_upload, debflow, edit_dsc, relist, symlink_to, tarball
 from worker.settings import Settings
 
 Damage = Callable[[Path], object]
@@ -87,13 +87,6 @@ def with_members(*extra: tuple[str, Callable[[tarfile.TarInfo], None]]) -> Damag
         relist(dsc, path)
 
     return damage
-
-
-def sym(target: str) -> Callable[[tarfile.TarInfo], None]:
-    def configure(info: tarfile.TarInfo) -> None:
-        info.type, info.linkname = tarfile.SYMTYPE, target
-
-    return configure
 
 
 def hard(target: str) -> Callable[[tarfile.TarInfo], None]:
@@ -282,37 +275,39 @@ CASES = [
     Case(
         "link-escapes-after-top-is-stripped",
         "points outside the tree",
-        with_members((f"{TOP}/evil", sym("../x"))),
+        with_members((f"{TOP}/evil", symlink_to("../x"))),
     ),
     Case(
         "link-chain-escapes",
         "points outside the tree",
-        with_members((f"{TOP}/here", sym(".")), (f"{TOP}/evil", sym("here/.."))),
+        with_members((f"{TOP}/here", symlink_to(".")), (f"{TOP}/evil", symlink_to("here/.."))),
     ),
     Case(
         "link-chain-escapes-defined-later",
         "points outside the tree",
-        with_members((f"{TOP}/evil", sym("here/..")), (f"{TOP}/here", sym("."))),
+        with_members((f"{TOP}/evil", symlink_to("here/..")), (f"{TOP}/here", symlink_to("."))),
     ),
     Case(
         "link-through-nested-link",
         "points outside the tree",
-        with_members((f"{TOP}/debian/up", sym("..")), (f"{TOP}/evil", sym("debian/up/.."))),
+        with_members((f"{TOP}/debian/up", symlink_to("..")), (f"{TOP}/evil", symlink_to("debian/up/.."))),
     ),
     Case(
         "hard-link-through-symlink",
         "through a symbolic link",
-        with_members((f"{TOP}/d", sym("debian")), (f"{TOP}/h", hard(f"{TOP}/d/rules"))),
+        with_members((f"{TOP}/d", symlink_to("debian")), (f"{TOP}/h", hard(f"{TOP}/d/rules"))),
     ),
     Case(
         "hard-link-to-symlink",
         "does not point to an earlier regular file",
-        with_members((f"{TOP}/debian/l", sym("../GREETING.txt")), (f"{TOP}/h", hard(f"{TOP}/debian/l"))),
+        with_members(
+            (f"{TOP}/debian/l", symlink_to("../GREETING.txt")), (f"{TOP}/h", hard(f"{TOP}/debian/l"))
+        ),
     ),
     Case(
         "member-written-through-symlink",
         "written through the symbolic link",
-        with_members((f"{TOP}/d", sym("debian")), (f"{TOP}/d/evil", regular)),
+        with_members((f"{TOP}/d", symlink_to("debian")), (f"{TOP}/d/evil", regular)),
     ),
     Case(
         "corrupt-header-hides-members",

@@ -4,32 +4,23 @@ upload whose patch dpkg-source cannot apply is refused; the build activity appli
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment
 
 from activities.debian.dsc import check_dsc
-from activities.storage.store import ArtifactStore, NewArtifact
-from activities.tools.executors import HostExecutor
-from activities.tools.runs import ToolRuns
-from activities.uploads.debian_tasks import DebianTasks
+from activities.storage.store import ArtifactStore
 from client.api import check_buildable, store_source_package
-from models.payloads import BuildInput
-from models.tables import Artifact
 from tests.conftest import row_counts
-from tests.test_bad_input import copy_upload, debflow, edit_dsc, relist
+from tests.test_bad_input import build_without_submit, copy_upload, debflow, edit_dsc, relist
 from tests.test_dsc_rules import insert_before_format
 from worker.settings import PROJECT_ROOT, Settings
 
@@ -170,37 +161,8 @@ def test_the_build_activity_applies_the_same_rules(
 ) -> None:
     """An artifact stored without `debflow submit` (a field repeated as dpkg reads it) is refused."""
     dsc = copy_upload(example_sources["hello-debflow"], tmp_path / "upload")
-    checked = check_dsc(dsc, max_bytes=1 << 30)
-    insert_before_format("Version : 9.9")(dsc)
-    files = {p.name: p for p in dsc.parent.iterdir()}
-    (artifact_id,) = store.register(
-        [NewArtifact("debian:source-package", checked.data, files, f"dup/{uuid.uuid4().hex}")]
+    error = build_without_submit(
+        store, sessions, dsc, insert_before_format("Version : 9.9"), tmp_path / "work"
     )
-    tasks = DebianTasks(
-        ToolRuns(
-            sessions=sessions,
-            store=store,
-            executor=HostExecutor(),
-            scratch_dir=tmp_path / "work",
-            heartbeat_interval=1,
-            expiration_days=1,
-        )
-    )
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, workflow_id=f"dup-{uuid.uuid4().hex[:8]}")
-    params = BuildInput(
-        upload_artifact_id=artifact_id,
-        source="hello-debflow",
-        version="1.0",
-        suite="bookworm",
-        architecture="amd64",
-        build_arch_all=True,
-    )
-    with pytest.raises(ApplicationError) as raised:
-        env.run(tasks.build_package, params)
-    assert raised.value.non_retryable and raised.value.type == "BadUpload"
-    assert "'Version' more than once" in str(raised.value)
-    with sessions() as session:
-        assert not session.scalar(
-            select(func.count()).select_from(Artifact).where(Artifact.workflow_id == env.info.workflow_id)
-        )
+    assert error.non_retryable and error.type == "BadUpload"
+    assert "'Version' more than once" in str(error)
