@@ -27,7 +27,7 @@ test: $(STAMP) tools
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy workflows activities models worker client support
+	$(VENV)/bin/mypy workflows activities models worker client support web
 
 clean-state:
 	rm -rf .debflow
