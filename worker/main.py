@@ -30,6 +30,7 @@ from activities.storage.store import ArtifactStore
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import Executor, HostExecutor, host_architecture
 from activities.tools.runs import ToolRuns
+from activities.tools.testbeds import Testbeds
 from activities.tools.unshare import UnshareExecutor
 from activities.uploads.debian_tasks import DebianTasks
 from activities.uploads.task_errors import TaskErrors
@@ -115,7 +116,16 @@ def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
         max_age_days=settings.environment_max_age_days,
         expiration_days=settings.artifact_expiration_days,
     )
-    return UnshareExecutor(environments)
+    testbeds = Testbeds(
+        root=settings.scratch_dir / "testbeds",
+        # The same directory as the campaigns' cache: a pool file is downloaded once per host for both.
+        pool_cache=PoolCache(
+            settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
+        ),
+        base_mirror=settings.mirror,
+        base_suite=settings.testbed_base_suite,
+    )
+    return UnshareExecutor(environments, testbeds)
 
 
 def build_worker(

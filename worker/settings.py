@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     executor: Literal["unshare", "host"] = "unshare"
     mirror: str = Field(default="http://deb.debian.org/debian", pattern=r"^(https?|file)://[^\s]+$")
     environment_max_age_days: float = Field(default=7, gt=0)
+    # The release whose environment tests a suite of another mirror (a local archive) with the unshare
+    # executor (activities/tools/testbeds.py).
+    testbed_base_suite: str = Field(default="bookworm", pattern=r"^[a-z0-9][a-z0-9.+-]*$")
     postgres_port: int = 54329
     # host:port of this worker's Prometheus endpoint (SDK and debflow metrics); unset: none.
     metrics_address: str | None = None

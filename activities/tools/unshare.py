@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from debian.deb822 import Changes
@@ -10,6 +11,7 @@ from debian.deb822 import Changes
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import (
     BuildOutput,
+    EnvironmentUse,
     Hooks,
     InfrastructureError,
     TestOutput,
@@ -18,6 +20,15 @@ from activities.tools.executors import (
     run_hooked,
 )
 from activities.tools.process import require_tool
+from activities.tools.testbeds import (
+    SuiteIndex,
+    Testbeds,
+    link,
+    run_repository,
+    suite_index,
+    test_needs,
+    virt_server_argv,
+)
 
 # sbuild's summary names the stage a build stopped at. Only the build itself and an unsatisfiable
 # build-dependency are verdicts on the package; any other stage failing is the machine's or the mirror's.
@@ -40,8 +51,9 @@ class UnshareExecutor:
     name = "unshare"
     virt_server = "unshare"
 
-    def __init__(self, environments: EnvironmentStore) -> None:
+    def __init__(self, environments: EnvironmentStore, testbeds: Testbeds | None = None) -> None:
         self.environments = environments
+        self.testbeds = testbeds
         self.architecture = host_architecture()
 
     def _check_architecture(self, architecture: str) -> None:
@@ -127,6 +139,20 @@ class UnshareExecutor:
         require_tool("autopkgtest", "autopkgtest")
         require_tool("newuidmap", "uidmap")
         self._check_architecture(architecture)
+        index = suite_index(self.environments.store.sessions, suite, architecture) if self.testbeds else None
+        if self.testbeds is not None and index is not None:
+            return self._prepared_autopkgtest(
+                self.testbeds,
+                index,
+                dsc,
+                debs,
+                workdir=workdir,
+                output_dir=output_dir,
+                summary=summary,
+                log=log,
+                hooks=hooks,
+            )
+        # A suite never imported (no state to prepare from): the tarball, its lists updated from the mirror.
         environment = self.environments.get(suite, architecture, workdir, hooks)
         outcome = run_hooked(
             [
@@ -154,6 +180,68 @@ class UnshareExecutor:
             hooks=hooks,
         )
         return TestOutput(outcome, environment.use)
+
+    def _prepared_autopkgtest(
+        self,
+        testbeds: Testbeds,
+        index: SuiteIndex,
+        dsc: Path,
+        debs: list[Path],
+        *,
+        workdir: Path,
+        output_dir: Path,
+        summary: Path,
+        log: Path,
+        hooks: Hooks,
+    ) -> TestOutput:
+        """autopkgtest on an overlay clone of the suite state's prepared environment, packages from the
+        run's repository, no network unless a test declares needs-internet."""
+        clock = time.monotonic()
+        environment = self.environments.get(testbeds.tarball_suite(index), self.architecture, workdir, hooks)
+        prepared, made = testbeds.prepare(
+            environment.path, environment.artifact_id, index, self.architecture, hooks
+        )
+        environment.path.unlink(missing_ok=True)
+        use = EnvironmentUse(
+            environment.artifact_id,
+            time.monotonic() - clock,
+            ready=environment.use.ready and not made,
+            made=environment.use.made or made,
+        )
+        repo, binaries = workdir / "repo", workdir / "testbed-debs"
+        run_repository(prepared, repo)
+        binaries.mkdir()
+        for deb in debs:
+            link(deb, binaries / deb.name)
+        satisfy, internet = test_needs(dsc)
+        testbeds.provide(
+            prepared,
+            repo,
+            install=[f"/srv/debflow-debs/{deb.name}" for deb in debs],
+            satisfy=satisfy,
+            debs=binaries,
+            clone=workdir / "resolve",
+            hooks=hooks,
+            log=workdir / "resolve.log",
+        )
+        outcome = run_hooked(
+            [
+                "autopkgtest",
+                "--summary-file",
+                str(summary),
+                "--output-dir",
+                str(output_dir),
+                *map(str, debs),
+                str(dsc),
+                "--",
+                *virt_server_argv(prepared.tree, workdir / "testbed", repo, network=internet),
+            ],
+            cwd=workdir,
+            log=log,
+            env={"LC_ALL": "C.UTF-8"},
+            hooks=hooks,
+        )
+        return TestOutput(outcome, use)
 
 
 def _summary_field(log: str, field: str) -> str | None:
