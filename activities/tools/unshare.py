@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Changes
@@ -24,7 +25,6 @@ from activities.tools.testbeds import (
     SuiteIndex,
     Testbeds,
     link,
-    run_repository,
     suite_index,
     test_needs,
     virt_server_argv,
@@ -139,26 +139,11 @@ class UnshareExecutor:
         require_tool("autopkgtest", "autopkgtest")
         require_tool("newuidmap", "uidmap")
         self._check_architecture(architecture)
-        index = suite_index(self.environments.store.sessions, suite, architecture) if self.testbeds else None
-        if self.testbeds is not None and index is not None:
-            return self._prepared_autopkgtest(
-                self.testbeds,
-                index,
-                dsc,
-                debs,
-                workdir=workdir,
-                output_dir=output_dir,
-                summary=summary,
-                log=log,
-                hooks=hooks,
-            )
-        # A suite never imported (no state to prepare from): the tarball, its lists updated from the mirror.
-        environment = self.environments.get(suite, architecture, workdir, hooks)
+        testbed = self.testbed(dsc, debs, suite=suite, workdir=workdir, hooks=hooks)
         outcome = run_hooked(
             [
                 "autopkgtest",
-                # mmdebstrap leaves no apt lists in the tarball: -U updates them (and upgrades) first.
-                "--apt-upgrade",
+                *testbed.options,
                 "--summary-file",
                 str(summary),
                 "--output-dir",
@@ -166,22 +151,37 @@ class UnshareExecutor:
                 *map(str, debs),
                 str(dsc),
                 "--",
-                "unshare",
-                "--tarball",
-                str(environment.path),
-                "--arch",
-                architecture,
-                "--release",
-                suite,
+                *testbed.virt_server,
             ],
             cwd=workdir,
             log=log,
             env={"LC_ALL": "C.UTF-8"},
             hooks=hooks,
         )
-        return TestOutput(outcome, environment.use)
+        return TestOutput(outcome, testbed.use)
 
-    def _prepared_autopkgtest(
+    def testbed(self, dsc: Path, debs: list[Path], *, suite: str, workdir: Path, hooks: Hooks) -> Testbed:
+        """The testbed of one autopkgtest run: an overlay clone of the suite state's prepared environment
+        when the suite is imported, else a fresh unpacking of its tarball."""
+        index = (
+            suite_index(self.environments.store.sessions, suite, self.architecture) if self.testbeds else None
+        )
+        if self.testbeds is not None and index is not None:
+            return self._prepared(self.testbeds, index, dsc, debs, workdir=workdir, hooks=hooks)
+        environment = self.environments.get(suite, self.architecture, workdir, hooks)
+        virt = [
+            "unshare",
+            "--tarball",
+            str(environment.path),
+            "--arch",
+            self.architecture,
+            "--release",
+            suite,
+        ]
+        # mmdebstrap leaves no apt lists in the tarball: --apt-upgrade updates them (and upgrades) first.
+        return Testbed(["--apt-upgrade"], virt, environment.use)
+
+    def _prepared(
         self,
         testbeds: Testbeds,
         index: SuiteIndex,
@@ -189,13 +189,9 @@ class UnshareExecutor:
         debs: list[Path],
         *,
         workdir: Path,
-        output_dir: Path,
-        summary: Path,
-        log: Path,
         hooks: Hooks,
-    ) -> TestOutput:
-        """autopkgtest on an overlay clone of the suite state's prepared environment, packages from the
-        run's repository, no network unless a test declares needs-internet."""
+    ) -> Testbed:
+        """Packages from the run's repository; no network unless a test declares needs-internet."""
         clock = time.monotonic()
         environment = self.environments.get(testbeds.tarball_suite(index), self.architecture, workdir, hooks)
         prepared, made = testbeds.prepare(
@@ -209,7 +205,7 @@ class UnshareExecutor:
             made=environment.use.made or made,
         )
         repo, binaries = workdir / "repo", workdir / "testbed-debs"
-        run_repository(prepared, repo)
+        repo.mkdir()
         binaries.mkdir()
         for deb in debs:
             link(deb, binaries / deb.name)
@@ -224,24 +220,17 @@ class UnshareExecutor:
             hooks=hooks,
             log=workdir / "resolve.log",
         )
-        outcome = run_hooked(
-            [
-                "autopkgtest",
-                "--summary-file",
-                str(summary),
-                "--output-dir",
-                str(output_dir),
-                *map(str, debs),
-                str(dsc),
-                "--",
-                *virt_server_argv(prepared.tree, workdir / "testbed", repo, network=internet),
-            ],
-            cwd=workdir,
-            log=log,
-            env={"LC_ALL": "C.UTF-8"},
-            hooks=hooks,
-        )
-        return TestOutput(outcome, use)
+        return Testbed([], virt_server_argv(prepared.tree, workdir / "testbed", repo, network=internet), use)
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """What autopkgtest is given for one run: its own options, the virt server with its arguments, and
+    the environment it came from."""
+
+    options: list[str]
+    virt_server: list[str]
+    use: EnvironmentUse
 
 
 def _summary_field(log: str, field: str) -> str | None:
