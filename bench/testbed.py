@@ -80,11 +80,23 @@ def machine_mirror() -> str:
     raise SystemExit(f"error: this machine's apt configuration names no mirror for {BASE}")
 
 
+DEBUG: list[str] = []  # ["--debug"] with --debug: autopkgtest's commands, timed, in each run's stream.log
+
+
 def timed_run(runner: UnshareExecutor, dsc: Path, debs: list[Path], work: Path) -> Figures:
     work.mkdir(parents=True)
     started = time.monotonic()
     testbed = runner.testbed(dsc, debs, suite=SUITE, workdir=work, hooks=Hooks())
-    argv = ["autopkgtest", *testbed.options, "--output-dir", str(work / "out"), *map(str, debs), str(dsc)]
+    resolved = time.monotonic() - started
+    argv = [
+        "autopkgtest",
+        *DEBUG,
+        *testbed.options,
+        "--output-dir",
+        str(work / "out"),
+        *map(str, debs),
+        str(dsc),
+    ]
     process = subprocess.Popen(
         [*argv, "--", *testbed.virt_server],
         cwd=work,
@@ -106,12 +118,13 @@ def timed_run(runner: UnshareExecutor, dsc: Path, debs: list[Path], work: Path) 
     if process.wait() != 0:
         raise SystemExit(f"error: autopkgtest failed (exit {process.returncode}), see {work}")
     total = time.monotonic() - started
-    (work / "stream.log").write_text("".join(stream))
+    (work / "stream.log").write_text(f"{resolved:.3f} testbed given\n" + "".join(stream))
     if len(ends) != len(starts) or not starts:
         raise SystemExit(f"error: autopkgtest ran no test bodies that this benchmark recognises, see {work}")
     log = (work / "out" / "log").read_text(errors="replace")
     fetched = sum(float(n) * UNITS[unit] for n, unit in FETCHED.findall(log))
-    shutil.rmtree(work, ignore_errors=True)
+    if not DEBUG:
+        shutil.rmtree(work, ignore_errors=True)
     return Figures(
         total_s=total,
         setup_s=starts[0],
@@ -150,10 +163,12 @@ def main() -> None:
     parser.add_argument("--tarball-runs", type=int, help="runs of today's tarball path (default: --runs)")
     parser.add_argument("--tarball", type=Path, help="a bookworm buildd tarball (default: the tests' cache)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (to look into runs)")
+    parser.add_argument("--debug", action="store_true", help="keep each run's directory, autopkgtest --debug")
     args = parser.parse_args()
     if args.runs < 1 or args.slots < 1:
         raise SystemExit("error: --runs and --slots must be at least 1")
     mirror, architecture = machine_mirror(), host_architecture()
+    DEBUG.extend(["--debug"] if args.debug else [])
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="debflow-bench-testbed-"))
     scratch.mkdir(parents=True, exist_ok=True)
     try:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from activities.tools.testbed_inputs import suite_index
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.campaigns.archive_files import PoolCache
@@ -19,7 +20,7 @@ from activities.storage.store import ArtifactStore
 from activities.suites.suite import import_suite
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import Hooks
-from activities.tools.testbeds import Testbeds, suite_index
+from activities.tools.testbeds import Testbeds
 from activities.tools.unshare import UnshareExecutor
 from client.local_archive import LocalArchive, build_local_archive, run
 from tests.test_unshare import ARCH, SUITE, cached_tarball  # noqa: F401 (a fixture)
@@ -163,7 +164,7 @@ def test_a_run_never_sees_what_an_earlier_test_or_run_wrote(
     (prepared,) = [
         p
         for p in testbeds.root.iterdir()
-        if (p / "ready").exists() and index.packages in (p / "repo" / "Packages").read_bytes()
+        if (p / "ready").exists() and index.packages() in (p / "repo" / "Packages").read_bytes()
     ]
     assert not (prepared / "tree" / "etc" / "debflow-leak").exists()
     assert not (prepared / "tree" / "var" / "tmp" / "debflow-leak").exists()

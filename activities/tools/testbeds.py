@@ -10,25 +10,21 @@ index), so a host downloads each file once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from debian.deb822 import Deb822, Dsc
-from sqlalchemy import text
-from sqlalchemy.orm import Session, sessionmaker
-
 from activities.campaigns.archive_files import NotOnMirror, PoolCache, PoolFile
 from activities.tools.executors import Hooks, InfrastructureError, host_lock, run_hooked
 from activities.tools.namespaces import REPO_INSIDE, chroot, mount_script, outer, shell_command
-from models.suite import BINARY_ITEM, SUITE_CATEGORY
+from activities.tools.testbed_inputs import SuiteIndex
 
 # autopkgtest publishes the binaries it is given as a local repository made with apt-ftparchive.
 NEEDS = ("apt-utils",)
@@ -48,20 +44,6 @@ _SIZE = re.compile(rb"^Size: (\d+)$", re.MULTILINE)
 _PACKAGE = re.compile(
     rb"^Package: (\S+)\n(?:.*\n)*?Version: (?:\d+:)?(\S+)\n(?:.*\n)*?Architecture: (\S+)$", re.M
 )
-_SUITE = text("SELECT data FROM collection WHERE category = :category AND name = :suite")
-_BINARIES = text(
-    "SELECT i.data FROM collection_item i JOIN collection c ON c.id = i.collection_id "
-    "WHERE c.category = :category AND c.name = :suite AND i.removed_at IS NULL AND i.category = :binary "
-    "AND (i.data ->> 'architecture') IN (:architecture, 'all') ORDER BY i.name"
-)
-_FIELDS = (
-    ("Depends", "depends"),
-    ("Pre-Depends", "pre_depends"),
-    ("Provides", "provides"),
-    ("Filename", "filename"),
-    ("Size", "size"),
-    ("SHA256", "sha256"),
-)
 
 
 @dataclass(frozen=True)
@@ -78,39 +60,6 @@ class Prepared:
     @property
     def packages(self) -> Path:
         return self.root / "repo" / "Packages"
-
-
-@dataclass(frozen=True)
-class SuiteIndex:
-    """An imported suite as a testbed sees it: its state, mirror and binary index for one architecture."""
-
-    suite: str
-    state: str
-    mirror: str
-    packages: bytes
-
-
-def suite_index(sessions: sessionmaker[Session], suite: str, architecture: str) -> SuiteIndex | None:
-    """The suite's Packages, written from its collection items (verified when imported); None when the
-    suite was never imported with a mirror."""
-    with sessions() as session:
-        data = session.scalar(_SUITE, {"category": SUITE_CATEGORY, "suite": suite})
-        if not data or not data.get("state") or not data.get("mirror"):
-            return None
-        rows = session.scalars(
-            _BINARIES,
-            {"category": SUITE_CATEGORY, "suite": suite, "binary": BINARY_ITEM, "architecture": architecture},
-        ).all()
-    paragraphs = []
-    for item in rows:
-        source = item["source"]
-        if item["source_version"] != item["version"]:
-            source = f"{source} ({item['source_version']})"
-        lines = [f"Package: {item['name']}", f"Version: {item['version']}"]
-        lines += [f"Architecture: {item['architecture']}", f"Source: {source}"]
-        lines += [f"{field}: {item[key]}" for field, key in _FIELDS if item.get(key) not in (None, "")]
-        paragraphs.append("\n".join(lines) + "\n")
-    return SuiteIndex(suite, str(data["state"]), str(data["mirror"]), "\n".join(paragraphs).encode())
 
 
 class Testbeds:
@@ -176,7 +125,7 @@ class Testbeds:
         unpack = f"tar --exclude=./dev -C {tree} -xf {tarball} && useradd --create-home --root {tree} unshare"
         self._run(["unshare", "--map-auto", "--map-root-user", "sh", "-ec", unpack], making.root, log, hooks)
         making.packages.parent.mkdir()
-        packages = index.packages
+        packages = index.packages()
         if with_base:
             # Once per prepared environment: the base release's lists from its mirror (apt checks their
             # signatures with the keyring in the tarball), kept as part of the flat repository.
@@ -260,36 +209,8 @@ class Testbeds:
         """Link into `repo` the pool files apt would fetch to install `install` (names, or .deb paths
         below `debs`) and to satisfy the relation `satisfy`; fetched from the mirror only when the host's
         pool cache lacks them. The files apt names come with the SHA-256 of the verified index."""
-        q = shell_command
-        commands = []
-        if install:
-            commands.append(f"apt-get install -qq --print-uris --no-install-recommends {q(install)} || true")
-        if satisfy:
-            commands.append(
-                f"apt-get satisfy -qq --print-uris --no-install-recommends {q([satisfy])} || true"
-            )
-        if not commands:
-            return []
-        binds = ((str(debs), "/srv/debflow-debs", True),) if debs else ()
-        output = self.in_tree(
-            prepared,
-            "\n".join(commands),
-            network=False,
-            hooks=hooks,
-            log=log,
-            clone=clone,
-            binds=binds,
-        )
-        paths = [
-            urllib.parse.unquote(found[1])
-            for line in output.splitlines()
-            if (found := _URI.match(line.strip()))
-        ]
-        if debs is not None:
-            # The suite's file of a binary under test, of the same version: apt may take it from the suite
-            # rather than from autopkgtest's own repository of the binaries.
-            same = {deb.name.removesuffix(".deb") for deb in debs.glob("*.deb")}
-            paths += sorted(same & set(self._pool_index(prepared)))
+        repo.mkdir(parents=True, exist_ok=True)
+        paths = self._resolve(prepared, install, satisfy, debs, clone=clone, hooks=hooks, log=log)
         if not paths:
             (repo / "Packages").touch()
             return []
@@ -306,6 +227,58 @@ class Testbeds:
             # universe of a few packages besides the installed ones (seconds less per call on a full suite).
             (repo / "Packages").write_bytes(b"\n".join(stanza for _, stanza in dict.fromkeys(wanted)))
         return [file for file, _ in wanted]
+
+    def _resolve(
+        self,
+        prepared: Prepared,
+        install: list[str],
+        satisfy: str,
+        debs: Path | None,
+        *,
+        clone: Path | None,
+        hooks: Hooks,
+        log: Path,
+    ) -> list[str]:
+        """The pool paths apt fetches for this: asked of apt in a clone of the tree (the whole suite's
+        index, a second or two), or remembered from the last time the same binaries and relations were
+        asked of this prepared environment."""
+        given = sorted(debs.glob("*.deb")) if debs is not None else []
+        key = hashlib.sha256(json.dumps([install, satisfy]).encode())
+        for deb in given:
+            key.update(hashlib.sha256(deb.read_bytes()).digest())
+        remembered = prepared.root / "resolved" / f"{key.hexdigest()[:32]}.json"
+        if remembered.exists():
+            return list(json.loads(remembered.read_text()))
+        q = shell_command
+        commands = []
+        if install:
+            commands.append(f"apt-get install -qq --print-uris --no-install-recommends {q(install)} || true")
+        if satisfy:
+            commands.append(
+                f"apt-get satisfy -qq --print-uris --no-install-recommends {q([satisfy])} || true"
+            )
+        output = ""
+        if commands:
+            binds = ((str(debs), "/srv/debflow-debs", True),) if debs else ()
+            output = self.in_tree(
+                prepared, "\n".join(commands), network=False, hooks=hooks, log=log, clone=clone, binds=binds
+            )
+        paths = [
+            urllib.parse.unquote(found[1])
+            for line in output.splitlines()
+            if (found := _URI.match(line.strip()))
+        ]
+        # The suite's file of a binary under test, of the same version: apt may take it from the suite
+        # rather than from autopkgtest's own repository of the binaries.
+        same = {deb.name.removesuffix(".deb") for deb in given}
+        paths += sorted(same & set(self._pool_index(prepared))) if same else []
+        if prepared.root.name.endswith(".making"):  # renamed when ready: nothing to remember it by
+            return paths
+        remembered.parent.mkdir(exist_ok=True)
+        partial = remembered.with_name(f"{remembered.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(json.dumps(paths))
+        partial.replace(remembered)
+        return paths
 
     def _pool_index(self, prepared: Prepared) -> dict[str, tuple[PoolFile, bytes]]:
         """Filename (and name_version_architecture) -> pool file and index stanza, of the prepared index
@@ -354,44 +327,6 @@ def remove_tree(path: Path) -> None:
     if path.exists():
         subprocess.run(["unshare", "--map-auto", "--map-root-user", "rm", "-rf", str(path)], check=False)
         shutil.rmtree(path, ignore_errors=True)
-
-
-def test_control(dsc: Path) -> list[Deb822]:
-    """The stanzas of the source's debian/tests/control, read from its tarballs (none: [])."""
-    with open(dsc) as f:
-        names = [entry["name"] for entry in Dsc(f).get("Files", [])]
-    # The Debian tarball of a 3.0 (quilt) source carries debian/; a native source's only tarball does.
-    names.sort(key=lambda name: ".debian.tar." not in name)
-    for name in names:
-        if ".tar." not in name or not (dsc.parent / name).exists():
-            continue
-        with tarfile.open(dsc.parent / name) as archive:
-            for member in archive:
-                parts = member.name.split("/")
-                if member.isfile() and parts[-3:] == ["debian", "tests", "control"] and len(parts) <= 4:
-                    extracted = archive.extractfile(member)
-                    content = extracted.read().decode(errors="replace") if extracted else ""
-                    return list(Deb822.iter_paragraphs(content.splitlines()))
-    return []
-
-
-def test_needs(dsc: Path) -> tuple[str, bool]:
-    """What the tests depend on beyond the binaries under test (`@` is them), and whether any test
-    declares `needs-internet`."""
-    stanzas = test_control(dsc)
-    relations: list[str] = []
-    internet = False
-    for stanza in stanzas:
-        internet = internet or "needs-internet" in stanza.get("Restrictions", "").replace(",", " ").split()
-        for relation in stanza.get("Depends", "@").split(","):
-            relation = " ".join(relation.split())
-            if relation == "@builddeps@":
-                with open(dsc) as f:
-                    source = Dsc(f)
-                relations += [source.get("Build-Depends", ""), "build-essential"]
-            elif relation and not relation.startswith("@"):
-                relations.append(relation)
-    return ", ".join(r for r in relations if r), internet
 
 
 def virt_server_argv(tree: Path, run_dir: Path, repo: Path, *, network: bool) -> list[str]:

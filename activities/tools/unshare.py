@@ -21,14 +21,8 @@ from activities.tools.executors import (
     run_hooked,
 )
 from activities.tools.process import require_tool
-from activities.tools.testbeds import (
-    SuiteIndex,
-    Testbeds,
-    link,
-    suite_index,
-    test_needs,
-    virt_server_argv,
-)
+from activities.tools.testbed_inputs import SuiteIndex, suite_index, test_needs
+from activities.tools.testbeds import Testbeds, link, virt_server_argv
 
 # sbuild's summary names the stage a build stopped at. Only the build itself and an unsatisfiable
 # build-dependency are verdicts on the package; any other stage failing is the machine's or the mirror's.
