@@ -35,11 +35,15 @@ NETWORK_ERRORS = re.compile(
 
 
 class UnshareExecutor:
-    """Builds with `sbuild --chroot-mode=unshare` and tests with `autopkgtest -- unshare`, both from the
-    suite's environment tarball; build and test dependencies come from the mirror inside.
+    """Builds with `sbuild --chroot-mode=unshare` from the suite's environment tarball; tests with
+    autopkgtest on an overlay clone of the suite state's prepared environment (activities/tools/testbeds.py)
+    when the suite is imported, else with `autopkgtest -- unshare` on a fresh unpacking of the tarball.
 
-    The package's code runs as an unprivileged user in new user, mount, PID and network namespaces of a
-    fresh copy of the tarball: nothing of it is left on the worker afterwards.
+    The package's code runs in new user, mount, PID, IPC and UTS namespaces on a throw-away tree: nothing of
+    it is left on the worker afterwards. Network: sbuild runs the build itself in a new network namespace
+    (dependencies are installed with network); tests on a prepared testbed get a new network namespace with
+    only loopback unless a test declares needs-internet; `autopkgtest -- unshare` (the tarball path) makes
+    no network namespace at all, its tests share the worker's network.
     """
 
     name = "unshare"
