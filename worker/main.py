@@ -124,6 +124,7 @@ def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
         ),
         base_mirror=settings.mirror,
         base_suite=settings.testbed_base_suite,
+        max_age_days=settings.environment_max_age_days,
     )
     return UnshareExecutor(environments, testbeds)
 

@@ -9,6 +9,7 @@ index), so a host downloads each file once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +69,11 @@ class Testbeds:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, *, root: Path, pool_cache: PoolCache, base_mirror: str, base_suite: str) -> None:
+    def __init__(
+        self, *, root: Path, pool_cache: PoolCache, base_mirror: str, base_suite: str, max_age_days: float = 7
+    ) -> None:
         self.root = root
+        self.max_age_s = max_age_days * 86400
         self.pool_cache = pool_cache
         self.base_mirror = base_mirror
         self.base_suite = base_suite
@@ -97,6 +102,7 @@ class Testbeds:
         ).hexdigest()[:20]
         prepared = Prepared(self.root / key, mirrors)
         if (prepared.root / "ready").exists():
+            os.utime(prepared.root / "ready")  # in use: kept by the pruning
             return prepared, False
         self.root.mkdir(parents=True, exist_ok=True)
         with host_lock(self.root / f"{key}.lock", hooks, f"the {index.suite} testbed"):
@@ -114,7 +120,17 @@ class Testbeds:
                 raise
             finally:
                 remove_tree(making.root)
+        self._prune()
         return prepared, True
+
+    def _prune(self) -> None:
+        """Remove prepared environments no run has used for max_age_days (a suite state long replaced):
+        each is a whole system tree. A run touches its environment's `ready` as it starts."""
+        now = time.time()
+        for ready in self.root.glob("*/ready"):
+            with contextlib.suppress(OSError):
+                if now - ready.stat().st_mtime > self.max_age_s:
+                    remove_tree(ready.parent)
 
     def _make(
         self, making: Prepared, tarball: Path, index: SuiteIndex, with_base: bool, hooks: Hooks
@@ -122,7 +138,8 @@ class Testbeds:
         tree = making.tree
         tree.mkdir(parents=True)
         log = making.root / "prepare.log"
-        unpack = f"tar --exclude=./dev -C {tree} -xf {tarball} && useradd --create-home --root {tree} unshare"
+        unpack = shell_command(["tar", "--exclude=./dev", "-C", str(tree), "-xf", str(tarball)])
+        unpack += " && " + shell_command(["useradd", "--create-home", "--root", str(tree), "unshare"])
         self._run(["unshare", "--map-auto", "--map-root-user", "sh", "-ec", unpack], making.root, log, hooks)
         making.packages.parent.mkdir()
         packages = index.packages()
