@@ -73,7 +73,7 @@ def suite_index(sessions: sessionmaker[Session], suite: str, architecture: str) 
     return SuiteIndex(suite, str(data["state"]), str(data["mirror"]), architecture, sessions)
 
 
-def test_control(dsc: Path) -> list[Deb822]:
+def read_tests_control(dsc: Path) -> list[Deb822]:
     """The stanzas of the source's debian/tests/control, read from its tarballs (none: [])."""
     with open(dsc) as f:
         names = [entry["name"] for entry in Dsc(f).get("Files", [])]
@@ -92,10 +92,10 @@ def test_control(dsc: Path) -> list[Deb822]:
     return []
 
 
-def test_needs(dsc: Path) -> tuple[str, bool]:
+def what_tests_need(dsc: Path) -> tuple[str, bool]:
     """What the tests depend on beyond the binaries under test (`@` is them), and whether any test
     declares `needs-internet`."""
-    stanzas = test_control(dsc)
+    stanzas = read_tests_control(dsc)
     relations: list[str] = []
     internet = False
     for stanza in stanzas:

@@ -21,7 +21,7 @@ from activities.tools.executors import (
     run_hooked,
 )
 from activities.tools.process import require_tool
-from activities.tools.testbed_inputs import SuiteIndex, suite_index, test_needs
+from activities.tools.testbed_inputs import SuiteIndex, suite_index, what_tests_need
 from activities.tools.testbeds import Testbeds, link, virt_server_argv
 
 # sbuild's summary names the stage a build stopped at. Only the build itself and an unsatisfiable
@@ -207,7 +207,7 @@ class UnshareExecutor:
         binaries.mkdir()
         for deb in debs:
             link(deb, binaries / deb.name)
-        satisfy, internet = test_needs(dsc)
+        satisfy, internet = what_tests_need(dsc)
         testbeds.provide(
             prepared,
             repo,
