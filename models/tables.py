@@ -226,3 +226,12 @@ Index(
     CollectionItem.data["campaign"].astext,
     postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'campaign') IS NOT NULL"),
 )
+
+# Confirmed regressions by package, newest first: the feeds and the notifier
+# (activities/services/newsworthy.py).
+Index(
+    "ix_collection_item_regression",
+    CollectionItem.data["package"].astext,
+    CollectionItem.id,
+    postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'verdict') = 'REGRESSION'"),
+)

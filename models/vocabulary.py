@@ -95,6 +95,9 @@ class ActivityName(enum.StrEnum):
     EXPIRE_COLLECTION_ITEMS = "expire_collection_items"
     EXPIRE_ARTIFACTS = "expire_artifacts"
     COLLECT_ORPHAN_BLOBS = "collect_orphan_blobs"
+    # notifications (webhooks)
+    POLL_NEWS = "poll_news"
+    DELIVER_WEBHOOK = "deliver_webhook"
 
 
 class TestOutcome(enum.StrEnum):

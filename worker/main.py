@@ -24,6 +24,7 @@ from activities.campaigns.campaign_tasks import CampaignTasks
 from activities.campaigns.simulated_tests import SimulatedTests
 from activities.faults import FaultInjector
 from activities.metrics import Metrics, instrument_engine
+from activities.services.webhooks import WebhookActivities
 from activities.storage.expiry import ExpiryActivities
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
@@ -40,10 +41,18 @@ from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
 from workflows.expiry import ExpiryWorkflow
+from workflows.notifier import NotifierWorkflow, WebhookDeliveryWorkflow
 from workflows.queues import Capability, Kind, parse_capabilities
 from workflows.upload_pipeline import UploadPipelineWorkflow
 
-WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow, CampaignWorkflow, CampaignBatchWorkflow, ExpiryWorkflow)
+WORKFLOWS: Sequence[type] = (
+    UploadPipelineWorkflow,
+    CampaignWorkflow,
+    CampaignBatchWorkflow,
+    ExpiryWorkflow,
+    NotifierWorkflow,
+    WebhookDeliveryWorkflow,
+)
 
 log = logging.getLogger("debflow.worker")
 
@@ -144,6 +153,12 @@ def build_worker(
         journal=settings.fault_journal,
     )
     expiry = ExpiryActivities(sessions=sessions, store=store, client=client, metrics=metrics)
+    webhooks = WebhookActivities(
+        sessions=sessions,
+        urls=settings.webhook_urls,
+        secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+        history_keep=settings.task_history_keep,
+    )
     runs = ToolRuns(
         sessions=sessions,
         store=store,
@@ -200,6 +215,7 @@ def build_worker(
             TaskErrors(sessions=sessions, history=history).record_task_error,
             *campaigns.database_activities(),
             *expiry.all(),
+            *webhooks.all(),
         ],
         Kind.BUILD: [uploads.build_package],
         Kind.LINTIAN: [uploads.run_lintian],
