@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import re
 import socket
 import threading
 import uuid
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
@@ -201,3 +202,22 @@ async def test_a_receiver_that_is_down_gets_every_event_later(
         events = [verify(d, receiver.url) for d in receiver.of(source)]
         assert sorted(e["result"] for e in events) == ["failure", "success", "success"]
         assert len({e["id"] for e in events}) == 3
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"DEBFLOW_WEBHOOK_URLS": '["http://127.0.0.1:9/hook"]'}, "DEBFLOW_WEBHOOK_SECRET is not"),
+        (
+            {"DEBFLOW_WEBHOOK_URLS": '["ftp://example.org/hook"]', "DEBFLOW_WEBHOOK_SECRET": "s"},
+            "not an http(s) URL",
+        ),
+    ],
+)
+def test_webhook_settings_refuse_unsigned_or_odd_urls(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], message: str
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings()
