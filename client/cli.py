@@ -10,6 +10,7 @@ import typer
 from client import (
     campaign_commands,
     data_commands,
+    rebuild_commands,
     results_commands,
     run_commands,
     stack_commands,
@@ -42,6 +43,7 @@ for command in (
     run_commands.close,
     run_commands.watch,
     campaign_commands.campaign,
+    rebuild_commands.rebuild,
     stack_commands.worker,
     stack_commands.status,
     stack_commands.migrate,

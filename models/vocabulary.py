@@ -68,6 +68,8 @@ class TaskName(enum.StrEnum):
     AUTOPKGTEST = "autopkgtest"
     SIMULATED_AUTOPKGTEST = "simulated-autopkgtest"
     ENVIRONMENT = "environment"  # making or waiting for a build and test environment
+    REBUILD = "rebuild"  # a rebuild campaign's build of a target (docs/rebuilds.md)
+    SIMULATED_REBUILD = "simulated-rebuild"
 
 
 class ActivityName(enum.StrEnum):
@@ -89,6 +91,7 @@ class ActivityName(enum.StrEnum):
     RUN_CAMPAIGN_TEST = "run_campaign_test"
     RUN_ARCHIVE_TEST = "run_archive_test"
     RECORD_RUNS = "record_runs"
+    RUN_ARCHIVE_BUILD = "run_archive_build"  # rebuild campaigns, real executors
     # expiry
     SYNC_RUNNING_WORKFLOWS = "sync_running_workflows"
     PRUNE_QA_RESULTS = "prune_qa_results"

@@ -56,9 +56,7 @@ def build_dependency_names(alternatives: Sequence[Sequence[dict[str, Any]]]) -> 
             if not active_by_default(alternative.get("restrictions")):
                 continue
             arches = alternative.get("arch")
-            restriction = (
-                " ".join(("" if a.enabled else "!") + a.arch for a in arches) if arches else None
-            )
+            restriction = " ".join(("" if a.enabled else "!") + a.arch for a in arches) if arches else None
             name = alternative["name"]
             if name in found and (found[name] is None or restriction is None):
                 found[name] = None  # unrestricted somewhere: it applies everywhere
@@ -86,7 +84,9 @@ def applies_on(restriction: str | None, architecture: str) -> bool:
 
 def _matches(architecture: str, word: str) -> bool:
     # Plain names compare as they are; dpkg's tables judge the wildcards (any, linux-any, any-amd64).
-    return word == architecture or (("-" in word or word == "any") and dpkg_wildcard_matches(architecture, word))
+    return word == architecture or (
+        ("-" in word or word == "any") and dpkg_wildcard_matches(architecture, word)
+    )
 
 
 # One statement: the source items that build-depend on the uploaded names or on what those binaries
@@ -131,7 +131,12 @@ def rebuild_targets(
     left out: its pipeline builds it."""
     rows = session.execute(
         _TARGETS,
-        {"suite": suite, "binaries": list(binaries), "architecture": architecture, "all_sources": all_sources},
+        {
+            "suite": suite,
+            "binaries": list(binaries),
+            "architecture": architecture,
+            "all_sources": all_sources,
+        },
     ).all()
     if not rows and session.execute(_SUITE_EXISTS, {"suite": suite}).first() is None:
         raise LookupError(f"unknown suite {suite!r}: import it first with `debflow import-suite {suite} …`")

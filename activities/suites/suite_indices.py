@@ -193,7 +193,9 @@ def _build_dependencies(paragraph: deb822.Deb822, where: Path) -> dict[str, str 
     try:
         return build_dependency_names(PkgRelation.parse_relations(value))
     except (ValueError, AttributeError) as e:
-        raise SuiteImportError(f"{where}: {paragraph.get('Package')} has malformed Build-Depends: {e}") from None
+        raise SuiteImportError(
+            f"{where}: {paragraph.get('Package')} has malformed Build-Depends: {e}"
+        ) from None
 
 
 def _required(paragraph: deb822.Deb822, where: Path) -> tuple[str, str]:
