@@ -18,8 +18,8 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.campaigns.archive_builds import ArchiveBuilds
 from activities.campaigns.archive_files import PoolCache
-from activities.campaigns.archive_tests import ArchiveTests
 from activities.campaigns.campaign_tasks import CampaignTasks
 from activities.campaigns.simulated_tests import SimulatedTests
 from activities.faults import FaultInjector
@@ -172,7 +172,8 @@ def build_worker(
         faults=faults,
     )
     uploads = DebianTasks(runs)
-    archive_tests = ArchiveTests(
+    # ArchiveBuilds is ArchiveTests with the rebuild campaigns' build activity: one pool cache for both.
+    archive_tests = ArchiveBuilds(
         runs,
         pool_cache=PoolCache(
             settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
@@ -217,7 +218,7 @@ def build_worker(
             *expiry.all(),
             *webhooks.all(),
         ],
-        Kind.BUILD: [uploads.build_package],
+        Kind.BUILD: [uploads.build_package, archive_tests.run_archive_build],
         Kind.LINTIAN: [uploads.run_lintian],
         Kind.TEST: [
             uploads.run_autopkgtest,

@@ -18,7 +18,7 @@ build-essential set does not (rebuilding everything is `--all`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ def active_by_default(restrictions: list[list[Any]] | None) -> bool:
     return any(all(not term.enabled for term in group) for group in restrictions)
 
 
-def build_dependency_names(alternatives: Sequence[Sequence[dict[str, Any]]]) -> dict[str, str | None]:
+def build_dependency_names(alternatives: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, str | None]:
     """Name → architecture restriction (None: everywhere) of the relations active in the default profile."""
     found: dict[str, str | None] = {}
     for group in alternatives:

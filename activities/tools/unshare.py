@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from debian.deb822 import Changes
@@ -60,6 +61,7 @@ class UnshareExecutor:
         build_arch_all: bool,
         log: Path,
         hooks: Hooks,
+        extra_debs: Sequence[Path] = (),
     ) -> BuildOutput:
         require_tool("sbuild", "sbuild")
         require_tool("newuidmap", "uidmap")
@@ -82,6 +84,8 @@ class UnshareExecutor:
                 "--no-run-piuparts",
                 "--no-apt-upgrade",
                 "--no-apt-distupgrade",
+                # A rebuild campaign's packages under test: sbuild makes a local repository of them.
+                *(f"--extra-package={deb}" for deb in extra_debs),
                 str(dsc),
             ],
             cwd=out,
