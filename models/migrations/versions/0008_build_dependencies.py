@@ -1,7 +1,7 @@
 """build-dependency relations of suite sources, for rebuild campaigns
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-02 10:00:00.000000
 """
 
