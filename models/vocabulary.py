@@ -21,6 +21,9 @@ class ArtifactCategory(enum.StrEnum):
     LINTIAN = "debian:lintian"
     AUTOPKGTEST = "debian:autopkgtest"
     SYSTEM_TARBALL = "debian:system-tarball"  # a build and test environment (unshare executor)
+    DEBDIFF = "debian:debdiff"  # an upload against the suite's version: source, binaries, lintian tags
+    BLHC = "debian:blhc"  # missing hardening flags in a build log
+    PIUPARTS = "debian:piuparts"  # install, remove, purge and upgrade in an isolated testbed
 
 
 class CollectionCategory(enum.StrEnum):
@@ -70,6 +73,9 @@ class TaskName(enum.StrEnum):
     ENVIRONMENT = "environment"  # making or waiting for a build and test environment
     REBUILD = "rebuild"  # a rebuild campaign's build of a target (docs/rebuilds.md)
     SIMULATED_REBUILD = "simulated-rebuild"
+    DEBDIFF = "debdiff"
+    BLHC = "blhc"
+    PIUPARTS = "piuparts"
 
 
 class ActivityName(enum.StrEnum):
@@ -83,6 +89,9 @@ class ActivityName(enum.StrEnum):
     RUN_LINTIAN = "run_lintian"
     RUN_AUTOPKGTEST = "run_autopkgtest"
     RECORD_TASK_ERROR = "record_task_error"
+    RUN_DEBDIFF = "run_debdiff"
+    RUN_BLHC = "run_blhc"
+    RUN_PIUPARTS = "run_piuparts"
     # campaigns
     PLAN_CAMPAIGN = "plan_campaign"
     CLAIM_REFERENCES = "claim_references"

@@ -25,6 +25,7 @@ from activities.campaigns.simulated_tests import SimulatedTests
 from activities.faults import FaultInjector
 from activities.metrics import Metrics, instrument_engine
 from activities.services.webhooks import WebhookActivities
+from activities.qa.tasks import QaTasks
 from activities.storage.expiry import ExpiryActivities
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
@@ -113,18 +114,22 @@ def capabilities(settings: Settings, text: str | None = None) -> list[Capability
     return found
 
 
-def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
-    """The executor the settings name: `unshare` (the default) or `host` (development only)."""
-    if settings.executor == "host":
-        return HostExecutor()
-    environments = EnvironmentStore(
+def environment_store(settings: Settings, store: ArtifactStore) -> EnvironmentStore:
+    """The build and test environment tarballs of this worker's mirror."""
+    return EnvironmentStore(
         store=store,
         mirror=settings.mirror,
         cache_dir=settings.scratch_dir / "environments",
         max_age_days=settings.environment_max_age_days,
         expiration_days=settings.artifact_expiration_days,
     )
-    return UnshareExecutor(environments)
+
+
+def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
+    """The executor the settings name: `unshare` (the default) or `host` (development only)."""
+    if settings.executor == "host":
+        return HostExecutor()
+    return UnshareExecutor(environment_store(settings, store))
 
 
 def build_worker(
@@ -172,12 +177,15 @@ def build_worker(
         faults=faults,
     )
     uploads = DebianTasks(runs)
+    pool_cache = PoolCache(
+        settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
+    )
+    # piuparts always runs in a testbed from the suite's environment tarball, whatever the executor.
+    qa = QaTasks(runs, pool_cache=pool_cache, environments=environment_store(settings, store))
     # ArchiveBuilds is ArchiveTests with the rebuild campaigns' build activity: one pool cache for both.
     archive_tests = ArchiveBuilds(
         runs,
-        pool_cache=PoolCache(
-            settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
-        ),
+        pool_cache=pool_cache,
         missing_file_tries=settings.missing_file_tries,
         missing_file_backoff_s=settings.missing_file_backoff_s,
     )
@@ -219,9 +227,10 @@ def build_worker(
             *webhooks.all(),
         ],
         Kind.BUILD: [uploads.build_package, archive_tests.run_archive_build],
-        Kind.LINTIAN: [uploads.run_lintian],
+        Kind.LINTIAN: [uploads.run_lintian, qa.run_debdiff, qa.run_blhc],
         Kind.TEST: [
             uploads.run_autopkgtest,
+            qa.run_piuparts,
             archive_tests.run_archive_test,
             simulated_tests.run_campaign_test,
         ],

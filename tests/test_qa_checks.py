@@ -1,0 +1,208 @@
+"""The opt-in QA checks of an upload: debdiff against the suite's version (with a lintian tag diff), blhc on
+the build log, piuparts in a user-namespace testbed — real tools on the examples and a real local archive."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.qa.blhc import blhc_result, parse_tags, summarize
+from activities.qa.debdiff import parse_binary_debdiff, source_summary, tag_diff
+from activities.storage.store import ArtifactStore
+from activities.suites.suite import import_suite
+from activities.tools.environments import EnvironmentStore
+from client.api import submit_upload
+from client.local_archive import build_local_archive, run, variant
+from models.artifacts import BlhcData, DebdiffData, LintianTag, PiupartsData
+from models.payloads import Check, TaskResult, TaskStatus, parse_checks
+from models.tables import Artifact, TaskHistory
+from models.vocabulary import ArtifactCategory
+from tests.conftest import row_counts, store_files, subprocess_env
+from tests.test_pipeline import replay, tasks_by_name, worker_with
+from tests.test_unshare import cached_tarball  # noqa: F401 (a fixture)
+from worker.settings import PROJECT_ROOT, Settings
+
+EXAMPLES = PROJECT_ROOT / "examples"
+
+
+def test_an_unknown_check_is_one_error_and_nothing_is_stored(
+    settings: Settings, engine: Engine, example_sources: dict[str, Path]
+) -> None:
+    before, files = row_counts(engine), store_files(settings.store_dir)
+    args = ["submit", str(example_sources["hello-debflow"]), "--check", "debdiff", "--check", "piupart"]
+    result = subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        capture_output=True,
+        text=True,
+        env={**subprocess_env(settings), "COLUMNS": "300"},
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown check 'piupart'"), result.stderr
+    assert "debdiff, blhc, piuparts" in lines[0]
+    assert row_counts(engine) == before and store_files(settings.store_dir) == files
+
+
+def test_naming_a_check_runs_the_build_and_names_each_once() -> None:
+    assert parse_checks(["blhc", "debdiff", "blhc"]) == [Check.BUILD, Check.BLHC, Check.DEBDIFF]
+    assert parse_checks(["build"]) == [Check.BUILD]
+    with pytest.raises(ValueError, match="unknown check ''"):
+        parse_checks([""])
+
+
+def test_debdiff_output_is_read_per_section() -> None:
+    binary = (
+        "[The following lists of changes regard files as different if they have\n"
+        "different names, permissions or owners.]\n\n"
+        "Files in second .deb but not in first\n-------------------------------------\n"
+        "-rw-r--r--  root/root   /usr/share/doc/x/NEWS\n\n"
+        "Files in first .deb but not in second\n-------------------------------------\n"
+        "-rw-r--r--  root/root   /usr/share/man/man1/x.1.gz\n\n"
+        "Control files: lines which differ (wdiff format)\n"
+        "------------------------------------------------\n"
+        "[-Depends: libc6-] {+all+}\nVersion: [-1.0-] {+1.1+}\n"
+    )
+    added, removed, control = parse_binary_debdiff(binary)
+    assert added == ["/usr/share/doc/x/NEWS"] and removed == ["/usr/share/man/man1/x.1.gz"]
+    assert control == ["[-Depends: libc6-] {+all+}", "Version: [-1.0-] {+1.1+}"]
+    diff = "diff -Nru a/f b/f\n--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n-old\n+new\n+more\n same\n"
+    assert source_summary(diff) == (1, 2, 1)
+
+
+def test_lintian_tags_are_compared_without_their_versions() -> None:
+    def tag(name: str, note: str = "") -> LintianTag:
+        return LintianTag(severity="warning", package="x", package_type="binary", tag=name, note=note)
+
+    suite = [tag("old-tag"), tag("kept", "x 1.0 here")]
+    upload = [tag("kept", "x 1.1 here"), tag("new-tag")]
+    new, resolved = tag_diff(suite, "1.0", upload, "1.1")
+    assert [t.tag for t in new] == ["new-tag"] and [t.tag for t in resolved] == ["old-tag"]
+
+
+def test_blhc_warnings_fail_and_information_does_not() -> None:
+    tags = parse_tags("W-dpkg-buildflags-missing|CFLAGS 1 (of 1) missing|\nsome other line\n")
+    assert tags == ["W-dpkg-buildflags-missing|CFLAGS 1 (of 1) missing|"]
+    assert blhc_result(tags) is TaskResult.FAILURE
+    assert blhc_result(["I-no-compiler-commands||"]) is TaskResult.SUCCESS
+    assert summarize(tags) == "W-dpkg-buildflags-missing (CFLAGS 1 (of 1) missing)"
+
+
+def careless_hello(root: Path) -> Path:
+    """hello-debflow 1.1 that drops CFLAGS from its compiler line (blhc) and its manual page (debdiff
+    lists the file removed; lintian a new tag)."""
+    tree = variant(
+        EXAMPLES / "hello-debflow",
+        root / "hello-debflow",
+        version="1.1",
+        replacements={"Makefile": ("$(CPPFLAGS) $(CFLAGS) -o", "$(CPPFLAGS) -o")},
+        changelog="Build without the manual page.",
+    )
+    (tree / "debian" / "hello-debflow.manpages").unlink()
+    run(["dpkg-source", "-b", tree.name], root)
+    return root / "hello-debflow_1.1.dsc"
+
+
+@pytest.mark.slow
+async def test_debdiff_blhc_and_piuparts_check_an_upload_against_the_suite(
+    client: Client,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    cached_tarball: tuple[Path, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    for tool in ("debdiff", "blhc", "piuparts", "newuidmap"):
+        assert shutil.which(tool), f"{tool} is missing: run scripts/ensure-debian-tools as root"
+    suite = f"qa-{uuid.uuid4().hex[:8]}"
+    archive = await asyncio.to_thread(
+        build_local_archive, tmp_path / "mirror", [EXAMPLES / "hello-debflow"], suite=suite
+    )
+    import_suite(
+        sessions=sessions,
+        name=suite,
+        sources=archive.sources,
+        packages=archive.packages,
+        release=archive.release,
+        keyring=archive.keyring,
+        mirror=archive.mirror,
+    )
+    # The suite's environment: the bookworm tarball (the local suite holds hello-debflow only; its
+    # dependencies come from bookworm, as the tarball's apt sources say).
+    tarball, mirror = cached_tarball
+    settings.mirror = mirror
+    settings.suites = [*settings.suites, suite]
+    environments = EnvironmentStore(
+        store=store, mirror=mirror, cache_dir=tmp_path / "env", max_age_days=7, expiration_days=30
+    )
+    environments.import_tarball(tarball, suite, "amd64")
+    (tmp_path / "upload").mkdir()
+    dsc = await asyncio.to_thread(careless_hello, tmp_path / "upload")
+
+    async with worker_with(client, settings):
+        checks = [Check.BUILD, Check.DEBDIFF, Check.BLHC, Check.PIUPARTS]
+        handle = await submit_upload(
+            client, settings, settings.database_url or "", dsc, suite=suite, checks=checks, again=True
+        )
+        report = await asyncio.wait_for(handle.result(), timeout=900)
+        # A second upload against the same suite version reuses the suite's lintian run.
+        again = await submit_upload(
+            client,
+            settings,
+            settings.database_url or "",
+            dsc,
+            suite=suite,
+            checks=[Check.BUILD, Check.DEBDIFF],
+            again=True,
+        )
+        second = await asyncio.wait_for(again.result(), timeout=600)
+
+    tasks = tasks_by_name(report)
+    assert set(tasks) == {"build", "lintian", "autopkgtest", "debdiff", "blhc", "piuparts"}
+    assert tasks["lintian"].status is TaskStatus.SKIPPED  # not named: only what the submit named runs
+    assert tasks["debdiff"].result is TaskResult.SUCCESS, tasks["debdiff"].summary
+    assert tasks["blhc"].result is TaskResult.FAILURE, tasks["blhc"].summary
+    assert tasks["piuparts"].result is TaskResult.SUCCESS, tasks["piuparts"].summary
+    assert "CFLAGS" in tasks["blhc"].summary and "upgrade from 1.0" in tasks["piuparts"].summary
+
+    found = store.artifacts([tasks[n].artifact_ids[0] for n in ("debdiff", "blhc", "piuparts")])
+    by_category = {a.category: a for a in found.values()}
+    diff = DebdiffData.model_validate(by_category[ArtifactCategory.DEBDIFF].data)
+    assert diff.suite_version == "1.0" and diff.files_changed >= 3  # changelog, Makefile, manpages
+    binaries = {b.package: b for b in diff.binaries}
+    assert set(binaries) == {"hello-debflow", "hello-debflow-doc"}  # no -dbgsym: not in the suite
+    assert binaries["hello-debflow"].files_removed == ["/usr/share/man/man1/hello-debflow.1.gz"]
+    assert "Version: [-1.0-] {+1.1+}" in binaries["hello-debflow"].control_changes
+    assert "no-manual-page" in [t.tag for t in diff.new_tags], diff.new_tags
+    blhc = BlhcData.model_validate(by_category[ArtifactCategory.BLHC].data)
+    assert any(t.startswith("W-dpkg-buildflags-missing|CFLAGS") for t in blhc.tags), blhc.tags
+    piuparts = PiupartsData.model_validate(by_category[ArtifactCategory.PIUPARTS].data)
+    assert piuparts.upgrade_from == "1.0" and piuparts.exit_code == 0
+    log = store.files_of([by_category[ArtifactCategory.PIUPARTS].id])[
+        by_category[ArtifactCategory.PIUPARTS].id
+    ]
+    text = log["piuparts.log"].read_text()
+    assert "PASS: Installation, upgrade and purging tests." in text, text[-2000:]
+
+    second_diff = tasks_by_name(second)["debdiff"]
+    assert second_diff.result is TaskResult.SUCCESS
+    second_data = store.artifacts(second_diff.artifact_ids)[second_diff.artifact_ids[0]].data
+    assert second_data["suite_lintian_artifact_id"] == diff.suite_lintian_artifact_id
+    with sessions() as session:
+        suite_lint = session.get(Artifact, diff.suite_lintian_artifact_id)
+        assert suite_lint is not None and suite_lint.data["version"] == "1.0"
+        names = session.scalars(
+            select(TaskHistory.task_name).where(TaskHistory.workflow_id == handle.id)
+        ).all()
+    assert {"debdiff", "blhc", "piuparts"} <= set(names)
+    await replay(client, handle.id, "upload-pipeline-v5-qa-checks")
