@@ -7,20 +7,25 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.qa.blhc import blhc_result, parse_tags, summarize
 from activities.qa.debdiff import parse_binary_debdiff, source_summary, tag_diff
+from activities.qa.piuparts import run_piuparts
 from activities.storage.store import ArtifactStore
 from activities.suites.suite import import_suite
 from activities.tools.environments import EnvironmentStore
+from activities.tools.executors import Hooks
 from client.api import submit_upload
+from client.check_details import print_upload_details
 from client.local_archive import build_local_archive, run, variant
 from models.artifacts import BlhcData, DebdiffData, LintianTag, PiupartsData
 from models.payloads import Check, TaskResult, TaskStatus, parse_checks
@@ -194,6 +199,15 @@ async def test_debdiff_blhc_and_piuparts_check_an_upload_against_the_suite(
     text = log["piuparts.log"].read_text()
     assert "PASS: Installation, upgrade and purging tests." in text, text[-2000:]
 
+    # The report shows the summaries under the task table.
+    console = Console(record=True, width=200)
+    stored = store.artifacts([i for t in report.tasks for i in t.artifact_ids])
+    print_upload_details(report, {i: (a.category, a.data) for i, a in stored.items()}, console)
+    shown = console.export_text()
+    assert f"against {suite} 1.0: source" in shown and "-/usr/share/man/man1/hello-debflow.1.gz" in shown
+    assert "no-manual-page" in shown and "W-dpkg-buildflags-missing|CFLAGS" in shown
+    assert "upgrade from 1.0" in shown
+
     second_diff = tasks_by_name(second)["debdiff"]
     assert second_diff.result is TaskResult.SUCCESS
     second_data = store.artifacts(second_diff.artifact_ids)[second_diff.artifact_ids[0]].data
@@ -206,3 +220,39 @@ async def test_debdiff_blhc_and_piuparts_check_an_upload_against_the_suite(
         ).all()
     assert {"debdiff", "blhc", "piuparts"} <= set(names)
     await replay(client, handle.id, "upload-pipeline-v5-qa-checks")
+
+
+def leftover_deb(root: Path) -> Path:
+    """A package whose maintainer script leaves a file behind when it is purged: piuparts fails it."""
+    tree = root / "debflow-leftover"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: debflow-leftover\nVersion: 1.0\nArchitecture: all\n"
+        "Maintainer: debflow developers <debflow@example.org>\n"
+        "Description: leaves a file behind (debflow tests)\n"
+    )
+    postinst = tree / "DEBIAN" / "postinst"
+    postinst.write_text(
+        "#!/bin/sh\nset -e\nmkdir -p /var/lib/debflow-leftover\necho x > /var/lib/debflow-leftover/state\n"
+    )
+    postinst.chmod(0o755)
+    run(["dpkg-deb", "--root-owner-group", "--build", tree.name, "debflow-leftover_1.0_all.deb"], root)
+    return root / "debflow-leftover_1.0_all.deb"
+
+
+@pytest.mark.slow
+def test_a_piuparts_failure_is_a_verdict_and_the_host_is_untouched(
+    cached_tarball: tuple[Path, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    deb = leftover_deb(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    found = run_piuparts(cached_tarball[0], [deb], [], workdir=work, hooks=Hooks())
+    assert found.ready, found.log.read_text()[-2000:]  # the testbed came up: a verdict, not a fault
+    assert found.outcome.returncode != 0 and found.result is TaskResult.FAILURE
+    assert "/var/lib/debflow-leftover" in found.log.read_text()
+    assert "FAIL: Package purging left files on system" in found.summary, found.summary
+    # The maintainer script ran as the testbed's root, never on this host.
+    assert not Path("/var/lib/debflow-leftover").exists()
+    assert not list(Path(tempfile.gettempdir()).glob("debflow-piuparts-*")), "the testbed is removed"
