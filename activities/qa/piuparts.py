@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from activities.tools.executors import Hooks, run_hooked
+from activities.tools.executors import Hooks, InfrastructureError, run_hooked
 from activities.tools.process import ProcessOutcome, require_tool
 from models.artifacts import PiupartsData
 from models.vocabulary import TaskResult
@@ -42,7 +42,7 @@ exec /usr/bin/python3 "$PWD/piuparts_userns.py" --existing-chroot "$PWD/base" --
 """
 
 
-class PiupartsUnavailable(RuntimeError):
+class PiupartsUnavailable(InfrastructureError):
     """This host cannot run piuparts isolated (no subordinate ids, no unshare): an infrastructure fault."""
 
 
@@ -76,10 +76,14 @@ def subordinate_root(user: str | None = None) -> int:
 
 
 def summarize(log: str) -> str:
-    """piuparts' last verdict line (PASS:/FAIL:/ERROR:), without its time stamp."""
-    lines = [line.split(" ", 1)[1] for line in log.split("\n") if " " in line]
-    verdicts = [line for line in lines if line.startswith(("FAIL:", "ERROR:", "PASS:"))]
-    failed = [line for line in verdicts if not line.startswith("PASS:") and "piuparts run ends" not in line]
+    """piuparts' first FAIL: line, else its last PASS: line ("0m7.3s INFO: PASS: All tests." → "PASS: All
+    tests.")."""
+    verdicts = []
+    for line in log.split("\n"):
+        parts = line.split(" ", 2)  # elapsed time, level, message
+        if len(parts) == 3 and parts[2].startswith(("FAIL:", "PASS:")):
+            verdicts.append(parts[2])
+    failed = [v for v in verdicts if v.startswith("FAIL:")]
     chosen = failed[0] if failed else (verdicts[-1] if verdicts else "piuparts wrote no verdict")
     return chosen[:300]
 
@@ -133,7 +137,9 @@ def run_piuparts(
             out.write("\n=== unshare and testbed setup\n")
             out.write((workdir / "unshare.log").read_text(errors="replace")[-20000:])
         text = log.read_text(errors="replace")
-        ready = outcome.returncode != SETUP_FAILED and "Command ok" in text and READY in text
+        ready = outcome.returncode != SETUP_FAILED and any(
+            "Command ok:" in line and line.endswith(READY) for line in text.split("\n")
+        )
         return PiupartsRun(outcome, log, ready, summarize(text))
     finally:
         # The testbed's files belong to the namespace's ids: root on the host removes them.
@@ -162,7 +168,5 @@ def _stage(testbed: Path, tarball: Path, debs: list[Path], suite_debs: list[Path
 
 
 def summarize_data(data: PiupartsData) -> str:
-    upgrade = (
-        f", upgrade from {data.upgrade_from}" if data.upgrade_from else ", no upgrade (not in the suite)"
-    )
-    return f"{data.summary}{upgrade}"
+    upgrade = f"upgrade from {data.upgrade_from}" if data.upgrade_from else "no upgrade: not in the suite"
+    return f"{data.summary} ({upgrade})"
