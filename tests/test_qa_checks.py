@@ -4,6 +4,7 @@ the build log, piuparts in a user-namespace testbed — real tools on the exampl
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 import shutil
 import subprocess
@@ -16,19 +17,29 @@ from rich.console import Console
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
 from activities.qa.blhc import blhc_result, parse_tags, summarize
 from activities.qa.debdiff import parse_binary_debdiff, source_summary, tag_diff
 from activities.qa.piuparts import run_piuparts
+from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
 from activities.suites.suite import import_suite
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import Hooks
+from activities.uploads.timeouts import TimeoutEstimator
 from client.api import submit_upload
 from client.check_details import print_upload_details
 from client.local_archive import build_local_archive, run, variant
 from models.artifacts import BlhcData, DebdiffData, LintianTag, PiupartsData
-from models.payloads import Check, TaskResult, TaskStatus, parse_checks
+from models.payloads import (
+    Check,
+    EstimateTimeoutsInput,
+    TaskResult,
+    TaskStatus,
+    TaskTimeouts,
+    parse_checks,
+)
 from models.tables import Artifact, TaskHistory
 from models.vocabulary import ArtifactCategory
 from tests.conftest import row_counts, store_files, subprocess_env
@@ -258,3 +269,31 @@ def test_a_piuparts_failure_is_a_verdict_and_the_host_is_untouched(
     assert not Path("/var/lib/debflow-leftover").exists()
     testbeds = set(re.findall(r"/\S*/debflow-piuparts-[a-z0-9_]+", found.log.read_text()))
     assert len(testbeds) == 1 and not Path(testbeds.pop()).exists(), "the testbed is removed"
+
+
+def test_the_qa_checks_take_their_timeouts_from_task_history(sessions: sessionmaker[Session]) -> None:
+    source = f"qa-timed-{uuid.uuid4().hex[:8]}"
+    now = dt.datetime.now(dt.UTC)
+    with sessions.begin() as session:
+        for task, seconds in [("piuparts", 200.0), ("piuparts", 250.0), ("piuparts", 300.0), ("blhc", 2.0)]:
+            TaskHistoryWriter().add(
+                session,
+                task_name=task,
+                subject=source,
+                context=f"{source}/amd64",
+                workflow_id=None,
+                started_at=now,
+                duration_s=seconds,
+                result="failure" if task == "piuparts" else "success",  # a verdict counts either way
+                usage=[],
+            )
+    estimator = TimeoutEstimator(sessions=sessions, floor_s=60, factor=4, min_samples=3)
+    defaults = TaskTimeouts(build_s=3600, lintian_s=1800, autopkgtest_s=7200)
+    found = ActivityEnvironment().run(
+        estimator.estimate_timeouts,
+        EstimateTimeoutsInput(source=source, suite=source, architectures=["amd64"], defaults=defaults),
+    )
+    # p95 of 200, 250, 300 is 295; 4 x 295 = 1180 within [60, 7200] (autopkgtest's ceiling).
+    assert found.timeouts["piuparts/amd64"] == pytest.approx(1180)
+    assert found.timeouts["blhc/amd64"] == 1800  # one run: lintian's ceiling
+    assert found.timeouts["debdiff/amd64"] == 1800
