@@ -46,6 +46,7 @@ from tests.conftest import row_counts, store_files, subprocess_env
 from tests.test_pipeline import replay, tasks_by_name, worker_with
 from tests.test_unshare import cached_tarball  # noqa: F401 (a fixture)
 from worker.settings import PROJECT_ROOT, Settings
+from workflows.pipeline_tasks import CHECKS, QA_CHECKS, PipelineTasks
 
 EXAMPLES = PROJECT_ROOT / "examples"
 
@@ -297,3 +298,24 @@ def test_the_qa_checks_take_their_timeouts_from_task_history(sessions: sessionma
     assert found.timeouts["piuparts/amd64"] == pytest.approx(1180)
     assert found.timeouts["blhc/amd64"] == 1800  # one run: lintian's ceiling
     assert found.timeouts["debdiff/amd64"] == 1800
+
+
+def test_a_run_has_reports_for_the_qa_checks_it_was_asked_for_only() -> None:
+    tasks = PipelineTasks()
+    tasks.add(["amd64", "arm64"], ("blhc",))
+    amd64 = [t.name for t in tasks.all() if t.architecture == "amd64"]
+    assert amd64 == ["build", "lintian", "autopkgtest", "blhc"]
+    tasks.skip("arm64", (*CHECKS, *QA_CHECKS), "build failed")  # piuparts, debdiff: not this run's
+    assert tasks.get("blhc", "arm64").status is TaskStatus.SKIPPED
+    tasks.complete(
+        "blhc",
+        "amd64",
+        result=TaskResult.FAILURE,
+        artifact_ids=[1],
+        duration_s=1.0,
+        summary="W-dpkg-buildflags-missing",
+        tries=1,
+        reused=False,
+    )
+    (step,) = tasks.retry_plan(["amd64", "arm64"], {"amd64"})
+    assert step.architecture == "amd64" and step.checks == ("blhc",) and not step.rebuild
