@@ -21,7 +21,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.qa.blhc import blhc_result, parse_tags, summarize
 from activities.qa.debdiff import parse_binary_debdiff, source_summary, tag_diff
-from activities.qa.piuparts import run_piuparts
+from activities.qa.piuparts import SETUP_FAILED, ready_for_verdict, run_piuparts
+from activities.qa.piuparts import summarize as piuparts_summary
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
 from activities.suites.suite import import_suite
@@ -319,3 +320,13 @@ def test_a_run_has_reports_for_the_qa_checks_it_was_asked_for_only() -> None:
     )
     (step,) = tasks.retry_plan(["amd64", "arm64"], {"amd64"})
     assert step.architecture == "amd64" and step.checks == ("blhc",) and not step.rebuild
+
+
+def test_piuparts_is_a_verdict_only_once_its_testbed_came_up() -> None:
+    up = "0m7.3s DEBUG: Command ok: ['chroot', '/tmp/t/c', 'apt-get', 'update']\n"
+    down = "0m7.3s DEBUG: Command failed (status=100): ['chroot', '/tmp/t/c', 'apt-get', 'update']\n"
+    failed = "0m40s ERROR: FAIL: Package purging left files on system:\n0m41s ERROR: piuparts run ends.\n"
+    assert ready_for_verdict(1, up + failed) and not ready_for_verdict(1, down + failed)
+    assert not ready_for_verdict(SETUP_FAILED, up)
+    assert piuparts_summary(up + failed) == "FAIL: Package purging left files on system:"
+    assert piuparts_summary(up + "0m30s INFO: PASS: All tests.\n") == "PASS: All tests."

@@ -75,6 +75,13 @@ def subordinate_root(user: str | None = None) -> int:
     return found[0]
 
 
+def ready_for_verdict(returncode: int, log: str) -> bool:
+    """Whether the testbed came up, so that piuparts' exit code is its verdict on the package."""
+    if returncode == SETUP_FAILED:
+        return False
+    return any("Command ok:" in line and line.endswith(READY) for line in log.split("\n"))
+
+
 def summarize(log: str) -> str:
     """piuparts' first FAIL: line, else its last PASS: line ("0m7.3s INFO: PASS: All tests." → "PASS: All
     tests.")."""
@@ -137,10 +144,7 @@ def run_piuparts(
             out.write("\n=== unshare and testbed setup\n")
             out.write((workdir / "unshare.log").read_text(errors="replace")[-20000:])
         text = log.read_text(errors="replace")
-        ready = outcome.returncode != SETUP_FAILED and any(
-            "Command ok:" in line and line.endswith(READY) for line in text.split("\n")
-        )
-        return PiupartsRun(outcome, log, ready, summarize(text))
+        return PiupartsRun(outcome, log, ready_for_verdict(outcome.returncode, text), summarize(text))
     finally:
         # The testbed's files belong to the namespace's ids: root on the host removes them.
         subprocess.run(["rm", "-rf", "--one-file-system", str(testbed)], check=False)

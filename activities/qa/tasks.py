@@ -98,6 +98,7 @@ class QaTasks:
             if reused is not None:
                 return reused
             require_tool("debdiff", "devscripts")
+            require_tool("wdiff", "wdiff")  # debdiff compares control files with it
             with self.runs.workspace() as work:
                 return self._debdiff(params, work, started, clock)
 
