@@ -28,6 +28,7 @@ from activities.storage.store import ArtifactStore
 from activities.suites.suite import import_suite
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import Hooks
+from activities.tools.process import Cancelled
 from activities.uploads.timeouts import TimeoutEstimator
 from client.api import submit_upload
 from client.check_details import print_upload_details
@@ -330,3 +331,46 @@ def test_piuparts_is_a_verdict_only_once_its_testbed_came_up() -> None:
     assert not ready_for_verdict(SETUP_FAILED, up)
     assert piuparts_summary(up + failed) == "FAIL: Package purging left files on system:"
     assert piuparts_summary(up + "0m30s INFO: PASS: All tests.\n") == "PASS: All tests."
+
+
+def _namespace_processes() -> dict[int, str]:
+    """Processes of piuparts testbeds (the argv of run_piuparts' `sh -c` names it), pid → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "debflow-piuparts-" in argv:
+                found[int(entry.name)] = argv
+    return found
+
+
+@pytest.mark.slow
+def test_cancelling_piuparts_kills_its_namespace_and_removes_the_testbed(
+    cached_tarball: tuple[Path, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    seen: dict[int, str] = {}
+
+    def cancelled() -> bool:
+        # Cancel once piuparts itself runs in its namespace (not while the testbed is being copied).
+        running = {p: a for p, a in _namespace_processes().items() if a.startswith("/usr/bin/python3 ")}
+        seen.update(running)
+        return bool(running)
+
+    with pytest.raises(Cancelled):
+        run_piuparts(
+            cached_tarball[0],
+            [leftover_deb(tmp_path)],
+            [],
+            workdir=work,
+            hooks=Hooks(cancelled=cancelled, interval=0.5),
+        )
+    assert seen, "piuparts never ran"
+    (testbed,) = {re.search(r"/\S*/debflow-piuparts-[a-z0-9_]+", a).group(0) for a in seen.values()}  # type: ignore[union-attr]
+    assert not [p for p, argv in _namespace_processes().items() if testbed in argv], "processes outlived it"
+    assert not Path(testbed).exists()

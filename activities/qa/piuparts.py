@@ -8,10 +8,12 @@ of the packages is offered to apt there as a local repository, for piuparts' upg
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +148,26 @@ def run_piuparts(
         text = log.read_text(errors="replace")
         return PiupartsRun(outcome, log, ready_for_verdict(outcome.returncode, text), summarize(text))
     finally:
+        _wait_for_namespace(testbed)
         # The testbed's files belong to the namespace's ids: root on the host removes them.
         subprocess.run(["rm", "-rf", "--one-file-system", str(testbed)], check=False)
+
+
+def _wait_for_namespace(testbed: Path, timeout_s: float = 60) -> None:
+    """Wait until the namespace's first process (its command line names the testbed) is gone: the kernel
+    ends every other process of a PID namespace before its first one finishes exiting. A cancelled run
+    kills unshare, and unshare's --kill-child that process, but not synchronously."""
+    marker = str(testbed).encode()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = False
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    alive = alive or marker in (entry / "cmdline").read_bytes()
+        if not alive:
+            return
+        time.sleep(0.2)
 
 
 def _stage(testbed: Path, tarball: Path, debs: list[Path], suite_debs: list[Path]) -> None:
