@@ -26,6 +26,7 @@ def submit(
         list[str] | None,
         typer.Option(
             "--check",
+            metavar="CHECK",
             help="a check to run (repeatable): build, lintian, autopkgtest (the default three), debdiff, "
             "blhc, piuparts; any check also runs the build",
         ),
