@@ -24,8 +24,8 @@ from activities.campaigns.campaign_tasks import CampaignTasks
 from activities.campaigns.simulated_tests import SimulatedTests
 from activities.faults import FaultInjector
 from activities.metrics import Metrics, instrument_engine
-from activities.services.webhooks import WebhookActivities
 from activities.qa.tasks import QaTasks
+from activities.services.webhooks import WebhookActivities
 from activities.storage.expiry import ExpiryActivities
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
