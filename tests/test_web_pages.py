@@ -1,0 +1,242 @@
+"""The results site over HTTP: the real application, PostgreSQL and Temporal dev server; results stored
+the way the activities store them (support/site_data.py)."""
+
+from __future__ import annotations
+
+import gzip
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from activities.storage.store import ArtifactStore
+from models.campaign import RunResult, Verdict
+from support.site_data import Run, Target, store_campaign, store_upload
+from support.site_server import serving
+from tests.conftest import row_counts
+from web.app import STATEMENT_HEADER, create_app
+from worker.context import Context
+from worker.settings import Settings
+
+XSS = "<script>alert(1)</script>"
+MAX_STATEMENTS = 10
+
+
+@dataclass
+class Seeded:
+    suite: str
+    source: str
+    xss_source: str
+    upload_id: str
+    campaign_id: str
+    upload_ids: dict[str, int]
+    regression_new_log: int
+    regression_reference_log: int
+
+
+@pytest.fixture
+def seeded(store: ArtifactStore, sessions: sessionmaker[Session], tmp_path: Path) -> Seeded:
+    tag = uuid.uuid4().hex[:8]
+    suite, source, xss_source = f"site-{tag}", f"greeter-{tag}", f"xss-{tag}"
+    upload_id = f"upload-{source}_1.1-{tag}"
+    campaign_id = f"campaign-hello_1.1-{tag}"
+    upload_ids = store_upload(
+        store,
+        sessions,
+        workflow_id=upload_id,
+        run=Run(source, "1.1", suite, "amd64", 0, "Howdy from debflow 1.1\n", {"greets": "PASS"}),
+        scratch=tmp_path,
+    )
+    verdicts = store_campaign(
+        store,
+        sessions,
+        campaign_id=campaign_id,
+        suite=suite,
+        architecture="amd64",
+        targets=[
+            Target(f"plain-{tag}", "1.0", RunResult.PASS, RunResult.PASS),
+            Target(
+                source,
+                "1.0",
+                RunResult.FAIL,
+                RunResult.PASS,
+                new_tests={"relays-greeting": "FAIL"},
+                reference_tests={"relays-greeting": "PASS"},
+                new_log="expected Hello, got: Howdy from debflow 1.1\n",
+                reference_log="Hello from debflow 1.0\n",
+                attempts=2,
+            ),
+            Target(
+                xss_source,
+                "1.0",
+                RunResult.FAIL,
+                RunResult.PASS,
+                new_tests={XSS: "FAIL"},
+                reference_tests={XSS: "PASS"},
+                new_log=f"{XSS}\n",
+            ),
+        ],
+    )
+    regression = next(v for v in verdicts if v.source == source)
+    assert regression.verdict is Verdict.REGRESSION and regression.new_log_artifact_id
+    return Seeded(
+        suite,
+        source,
+        xss_source,
+        upload_id,
+        campaign_id,
+        upload_ids,
+        regression.new_log_artifact_id,
+        regression.reference_log_artifact_id or 0,
+    )
+
+
+@pytest.fixture
+def site_context(settings: Settings) -> Iterator[Context]:
+    context = Context(settings, pool_size=4)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+async def site(site_context: Context) -> AsyncIterator[httpx.AsyncClient]:
+    with serving(create_app(site_context, live_ttl_s=0.5)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            yield http
+
+
+async def get_ok(http: httpx.AsyncClient, path: str) -> httpx.Response:
+    response = await http.get(path)
+    assert response.status_code == 200, (path, response.text)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert int(response.headers[STATEMENT_HEADER]) <= MAX_STATEMENTS, path
+    return response
+
+
+async def test_pages_and_json_show_the_stored_results(
+    site: httpx.AsyncClient, seeded: Seeded, engine: Engine
+) -> None:
+    before = row_counts(engine)
+    s = seeded
+    home = (await get_ok(site, "/")).text
+    assert s.campaign_id in home and s.source in home  # a confirmed regression, with its campaign
+    package = (await get_ok(site, f"/packages/{s.source}")).text
+    assert "autopkgtest" in package and f"/packages/{s.source}/{s.suite}/amd64" in package
+    assert f"/artifacts/{s.upload_ids['build']}/log" in package
+    history = (await get_ok(site, f"/packages/{s.source}/{s.suite}/amd64")).text
+    assert s.upload_id in history and s.campaign_id in history and "relays-greeting" in history
+    run = (await get_ok(site, f"/runs/{s.upload_id}")).text
+    assert "initial-upload-closes-no-bugs" in run and "warning (1)" in run and "greets" in run
+
+    campaign = (await get_ok(site, f"/campaigns/{s.campaign_id}")).text
+    # REGRESSION rows first, each with the new and the baseline log, the re-run that confirmed it.
+    assert campaign.index("row-REGRESSION") < campaign.index("row-PASS")
+    assert f"/artifacts/{s.regression_new_log}/log" in campaign
+    assert f"/artifacts/{s.regression_reference_log}/log" in campaign
+    assert "confirmed by a re-run" in campaign and "relays-greeting" in campaign
+    only = (await get_ok(site, f"/campaigns/{s.campaign_id}?verdict=PASS")).text
+    assert "row-PASS" in only and "row-REGRESSION" not in only
+
+    status = (await get_ok(site, "/status")).text
+    assert "<svg" in status and f"{s.suite} / amd64" in status
+
+    api = (await get_ok(site, f"/api/campaigns/{s.campaign_id}")).json()
+    assert api["page"]["counts"] == {"REGRESSION": 2, "PASS": 1}
+    assert [r["verdict"] for r in api["page"]["rows"]][:2] == ["REGRESSION", "REGRESSION"]
+    assert (await get_ok(site, f"/api/packages/{s.source}")).json()["matrix"][0]["suite"] == s.suite
+    assert (await get_ok(site, "/api/status")).json()["data"]["charts"]
+    assert (await get_ok(site, "/api/home")).json()["data"]["regressions"]
+    latest = (await get_ok(site, f"/api/packages/{s.source}/{s.suite}/amd64/latest.json")).json()
+    assert latest["package"] == s.source and latest["suite"] == s.suite and latest["arch"] == "amd64"
+    assert latest["status"] in ("pass", "fail") and {"run_id", "version", "date", "previous_status"} <= set(
+        latest
+    )
+    history_json = (await get_ok(site, f"/api/packages/{s.source}/{s.suite}/amd64/history.json")).json()
+    assert len(history_json) == 3 and history_json[0] == latest
+    schema = (await get_ok(site, "/api/openapi.json")).json()
+    assert "/api/campaigns/{campaign_id}" in schema["paths"]
+    assert row_counts(engine) == before, "a page view changed the database"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/packages/Not_A_Name", 400),
+        ("/packages/nosuch-package-xyz", 404),
+        ("/packages/a%2F..%2Fetc", 400),
+        ("/packages/nosuch-package-xyz/bookworm/amd64", 404),
+        ("/packages/hello/bookworm/amd64?before=abc", 400),
+        ("/artifacts/abc/log", 400),
+        ("/artifacts/999999999/log", 404),
+        ("/artifacts/1/files/..%2F..%2Fetc%2Fpasswd", 400),
+        ("/campaigns/no%20such", 400),
+        ("/campaigns/campaign-nosuch_1-0", 404),
+        ("/campaigns/campaign-nosuch_1-0?verdict=<b>", 400),
+        ("/runs/upload-nosuch_1-0", 404),
+        ("/no/such/page", 404),
+    ],
+)
+async def test_bad_and_unknown_ids_get_one_clear_line(
+    site: httpx.AsyncClient, path: str, status: int
+) -> None:
+    response = await site.get(path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in response.text
+
+
+async def test_the_site_is_read_only(site: httpx.AsyncClient) -> None:
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        response = await site.request(method, "/")
+        assert response.status_code == 405 and response.text.startswith("error: ")
+
+
+async def test_package_controlled_text_is_shown_as_text(site: httpx.AsyncClient, seeded: Seeded) -> None:
+    for path in (
+        f"/campaigns/{seeded.campaign_id}",
+        f"/packages/{seeded.xss_source}/{seeded.suite}/amd64",
+    ):
+        page = (await get_ok(site, path)).text
+        assert XSS not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    api = (await get_ok(site, f"/api/campaigns/{seeded.campaign_id}?verdict=REGRESSION")).json()
+    assert any(XSS in r["regressed_tests"] for r in api["page"]["rows"])
+
+
+async def test_logs_are_plain_text_with_ranges_and_gzip(site: httpx.AsyncClient, seeded: Seeded) -> None:
+    path = f"/artifacts/{seeded.regression_reference_log}/log"
+    whole = await get_ok(site, path)
+    assert whole.headers["content-type"] == "text/plain; charset=utf-8"
+    assert whole.text == "Hello from debflow 1.0\n"
+    assert whole.headers["accept-ranges"] == "bytes"
+
+    raw = await site.get(path, headers={"Accept-Encoding": "gzip"})
+    assert raw.headers["content-encoding"] == "gzip" and raw.text == whole.text  # httpx decodes it
+    async with site.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as streamed:
+        body = b"".join([chunk async for chunk in streamed.aiter_raw()])
+    assert gzip.decompress(body).decode() == whole.text
+
+    part = await site.get(path, headers={"Range": "bytes=0-4"})
+    assert part.status_code == 206 and part.text == "Hello"
+    assert part.headers["content-range"] == f"bytes 0-4/{len(whole.content)}"
+    tail = await site.get(path, headers={"Range": "bytes=-4"})
+    assert tail.status_code == 206 and tail.text == "1.0\n"
+    outside = await site.get(path, headers={"Range": "bytes=9999-"})
+    assert outside.status_code == 416 and outside.headers["content-range"] == f"bytes */{len(whole.content)}"
+    malformed = await site.get(path, headers={"Range": "lines=1-2"})
+    assert malformed.status_code == 400 and malformed.text.startswith("error: ")
+
+    xss_log = (await get_ok(site, f"/api/campaigns/{seeded.campaign_id}?verdict=REGRESSION")).json()
+    log_ids = [r["new_log_artifact_id"] for r in xss_log["page"]["rows"] if r["source"] == seeded.xss_source]
+    served = await get_ok(site, f"/artifacts/{log_ids[0]}/log")
+    assert served.headers["content-type"] == "text/plain; charset=utf-8" and XSS in served.text
+    files = await get_ok(site, f"/artifacts/{seeded.upload_ids['lintian']}/files/lintian.txt")
+    assert "initial-upload-closes-no-bugs" in files.text
+    missing = await site.get(f"/artifacts/{seeded.upload_ids['lintian']}/files/other.txt")
+    assert missing.status_code == 404
