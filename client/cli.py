@@ -13,6 +13,7 @@ from client import (
     rebuild_commands,
     results_commands,
     run_commands,
+    serve_commands,
     stack_commands,
     suite_commands,
 )
@@ -52,6 +53,7 @@ for command in (
 data_commands.register(app)
 results_commands.register(app)
 suite_commands.register(app)
+serve_commands.register(app)
 
 
 def main() -> None:
