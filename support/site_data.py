@@ -197,8 +197,26 @@ def store_campaign(
             ]
             with sessions.begin() as session:
                 store_verdicts(session, suite=suite, campaign_id=campaign_id, verdicts=found)
+            TaskHistoryWriter().record(
+                sessions, [_history(batch, suite, architecture, r, i) for i, r in enumerate(runs)]
+            )
             verdicts += found
     return verdicts
+
+
+def _history(batch: str, suite: str, architecture: str, run: Run, index: int) -> dict[str, Any]:
+    """The task-history row record_runs writes for a run (new and reference sides alternate)."""
+    return {
+        "task_name": TaskName.AUTOPKGTEST,
+        "subject": run.source,
+        "context": f"{suite}/{architecture}/{'new' if index % 2 == 0 else 'reference'}",
+        "worker": "seed",
+        "workflow_id": batch,
+        "started_at": dt.datetime.now(dt.UTC),
+        "duration_s": run.duration_s,
+        "result": str(autopkgtest_result(run.exit_code)),
+        "data": {"version": run.version, "attempt": 1},
+    }
 
 
 def seed_summary(verdicts: list[TargetVerdict]) -> dict[str, Any]:

@@ -108,8 +108,8 @@ class LiveView:
         self._lock = asyncio.Lock()
 
     async def get(self) -> Live:
-        if self._live is not None and time.monotonic() - self._at < self.ttl:
-            return self._live
+        if self._live is not None and (time.monotonic() - self._at < self.ttl or self._lock.locked()):
+            return self._live  # fresh, or a refresh is under way: no view waits on Temporal then
         async with self._lock:
             if self._live is None or time.monotonic() - self._at >= self.ttl:
                 self._live = await self._refresh()
