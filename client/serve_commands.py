@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import typer
 from client.command_support import console, context_of, fail
 from worker.connect import NotConfigured
 from worker.context import Context
+from worker.settings import Settings
 
 DEFAULT_PORT = 8080
 
@@ -54,16 +56,23 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def start_site_process(port: int = DEFAULT_PORT) -> tuple[subprocess.Popen[bytes], str] | None:
-    """`debflow serve` as a child of `debflow dev` (it finds the dev stack the way every command does);
-    None when the port is taken (another site, or another program)."""
+def start_site_process(
+    settings: Settings, port: int = DEFAULT_PORT
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """`debflow serve` as a child of `debflow dev` (it finds the dev stack the way every command does),
+    logging to the stack's logs/site.log; None when the port is taken (another site, or another program)."""
     if not port_free(port):
         return None
-    process = subprocess.Popen(
-        [sys.executable, "-m", "client", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    state = settings.state_dir.resolve()
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    with open(state / "logs" / "site.log", "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "client", "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DEBFLOW_STATE_DIR": str(state)},
+            start_new_session=True,
+        )
     return process, site_url("127.0.0.1", port)
 
 

@@ -38,7 +38,7 @@ def dev(
         )
         for pid, url in stack.metrics_urls.items():
             console.print(f"worker {pid} metrics: {url}")
-        site = start_site_process(site_port)
+        site = start_site_process(settings, site_port)
         if site is None:
             console.print(f"results site not started: port {site_port} is taken (see --site-port)")
         else:

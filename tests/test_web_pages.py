@@ -240,3 +240,42 @@ async def test_logs_are_plain_text_with_ranges_and_gzip(site: httpx.AsyncClient,
     assert "initial-upload-closes-no-bugs" in files.text
     missing = await site.get(f"/artifacts/{seeded.upload_ids['lintian']}/files/other.txt")
     assert missing.status_code == 404
+
+
+@pytest.mark.slow
+def test_the_dev_stack_serves_the_site(tmp_path: Path) -> None:
+    """What `debflow dev` starts beside Temporal and PostgreSQL: `debflow serve` finding the stack."""
+    import shutil
+    import time
+
+    from client.serve_commands import start_site_process
+    from support.site_server import free_port
+    from worker.devstack import DevStack, private_settings
+    from worker.postgres import world_readable_tempdir
+
+    state = world_readable_tempdir("debflow-test-site-dev-")
+    settings = private_settings(state)
+    stack = DevStack(settings, workers=0, say=lambda _: None)
+    try:
+        stack.start()
+        started = start_site_process(settings, free_port())
+        assert started is not None
+        process, url = started
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    response = httpx.get(url + "status", timeout=10)
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None and time.monotonic() < deadline, "the site did not start"
+                    time.sleep(0.5)
+            assert response.status_code == 200 and "Pending work per queue" in response.text
+            assert "Temporal cannot be read" not in response.text  # it found the stack's Temporal
+            assert settings.task_queue in response.text
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)

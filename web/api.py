@@ -10,8 +10,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from activities.suites.suite import source_binaries
 from web import ids
 from web.dependencies import context
 from web.live import Live, LiveView, RunInfo
@@ -58,6 +60,8 @@ class Campaign(BaseModel):
     run: RunInfo | None
     ui_link: str | None
     page: CampaignPage
+    # The trigger's version in the suite (what the reference side ran with); the run has the new one.
+    trigger_suite_version: str | None = None
 
 
 class Status(BaseModel):
@@ -103,7 +107,15 @@ async def load_campaign(request: Request, campaign_id: str, verdict: str | None,
     run = live.run(campaign_id)
     if not found.total and run is None:
         raise ids.not_found(f"no campaign {campaign_id[:60]!r}: no verdict stored, and Temporal lists none")
-    return Campaign(run=run, ui_link=live.ui_link(campaign_id), page=found)
+    old = await in_db(request, suite_version, run.suite, run.package) if run and run.package else None
+    return Campaign(run=run, ui_link=live.ui_link(campaign_id), page=found, trigger_suite_version=old)
+
+
+def suite_version(db: Session, suite: str, source: str) -> str | None:
+    try:
+        return source_binaries(session=db, suite=suite, source=source)[0]
+    except LookupError:  # a suite not imported here, or a new source
+        return None
 
 
 async def load_status(request: Request) -> Status:
