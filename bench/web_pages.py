@@ -95,37 +95,41 @@ async def load(
     base: str, names: list[str], log_ids: list[int], clients: int, seconds: float
 ) -> dict[str, float]:
     latencies: list[float] = []
+    by_page: dict[str, list[float]] = {}
     errors, statements = 0, 0
     rng = random.Random(7)
     verdicts = [None, "REGRESSION", "PASS", "ALWAYSFAIL"]
 
-    def path() -> str:
+    def path() -> tuple[str, str]:
         kind = rng.randrange(5)
         name = rng.choice(names)
         if kind == 0:
-            return f"/packages/{name}"
+            return "package", f"/packages/{name}"
         if kind == 1:
-            return f"/packages/{name}/{SUITE}/{ARCH}"
+            return "history", f"/packages/{name}/{SUITE}/{ARCH}"
         if kind == 2:
             v = rng.choice(verdicts)
-            return f"/campaigns/{CAMPAIGN}" + (f"?verdict={v}" if v else f"?page={rng.randint(1, 80)}")
+            query = f"?verdict={v}" if v else f"?page={rng.randint(1, 80)}"
+            return "campaign", f"/campaigns/{CAMPAIGN}{query}"
         if kind == 3:
-            return "/status"
-        return f"/artifacts/{rng.choice(log_ids)}/log"
+            return "status", "/status"
+        return "log", f"/artifacts/{rng.choice(log_ids)}/log"
 
     deadline = time.monotonic() + seconds
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal errors, statements
         while time.monotonic() < deadline:
+            page, url = path()
             started = time.monotonic()
             try:
-                response = await http.get(path())
+                response = await http.get(url)
                 ok = response.status_code == 200
                 statements = max(statements, int(response.headers.get("x-debflow-sql-statements", 0)))
             except httpx.HTTPError:
                 ok = False
             latencies.append(time.monotonic() - started)
+            by_page.setdefault(page, []).append(latencies[-1])
             errors += not ok
 
     limits = httpx.Limits(max_connections=clients)
@@ -133,6 +137,9 @@ async def load(
         began = time.monotonic()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         elapsed = time.monotonic() - began
+    for page, found in sorted(by_page.items()):
+        pq = statistics.quantiles(found, n=100)
+        print(f"  {page}: {len(found)} requests, p50 {pq[49] * 1000:.0f} ms, p95 {pq[94] * 1000:.0f} ms")
     q = statistics.quantiles(latencies, n=100)
     return {
         "p50_ms": round(q[49] * 1000, 1),
