@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--workers", type=int, default=1, help="`debflow serve --workers`")
     args = parser.parse_args()
     with (
         temporary_database("debflow-bench-pg-") as url,
@@ -178,11 +179,13 @@ def main() -> None:
             "DEBFLOW_ARTIFACT_STORE": str(Path(state) / "store"),
             "PYTHONPATH": str(PROJECT_ROOT),
         }
+        server_log = open(Path(state) / "site.log", "wb")  # noqa: SIM115 — closed with the server
+        command = ["serve", "--port", str(port), "--pool", "20", "--workers", str(args.workers)]
         server = subprocess.Popen(
-            [sys.executable, "-m", "client", "serve", "--port", str(port), "--pool", "20"],
+            [sys.executable, "-m", "client", *command],
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
         )
         try:
             base = f"http://127.0.0.1:{port}"
@@ -196,9 +199,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+            server_log.close()
+        if figures["errors"]:
+            print((Path(state) / "site.log").read_text()[-3000:])  # what the server said about them
     print(
         f"{args.clients} clients for {args.seconds:.0f} s over package, history, campaign, status pages "
-        f"and logs (one `debflow serve` process, shared 2-core machine):"
+        f"and logs ({args.workers} `debflow serve` process(es), shared 2-core machine):"
     )
     for key, value in figures.items():
         print(f"  {key}: {value}")

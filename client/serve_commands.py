@@ -22,7 +22,8 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = DEFAULT_PORT,
-    pool: Annotated[int, typer.Option(min=1, max=100, help="database connections kept")] = 10,
+    pool: Annotated[int, typer.Option(min=1, max=100, help="database connections kept per process")] = 10,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="server processes (one per core)")] = 1,
 ) -> None:
     """Serve the results site (pages, JSON under /api, logs) until Ctrl-C; it only reads."""
     import uvicorn
@@ -32,12 +33,26 @@ def serve(
     # A server keeps its connections: its own Context, with a pool, over the invocation's settings.
     context = Context(context_of(ctx).settings, pool_size=pool)
     try:
-        app = create_app(context)
+        app = create_app(context)  # also when workers > 1: a missing database is told here, once
     except NotConfigured as e:
         raise fail(str(e)) from None
     console.print(f"results site at {site_url(host, port)}")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        if workers == 1:
+            uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        else:
+            # Each process makes its own application (its own pool and Temporal client) from the
+            # environment, as this invocation read its settings.
+            os.environ["DEBFLOW_SITE_POOL"] = str(pool)
+            uvicorn.run(
+                "web.app:app_from_environment",
+                factory=True,
+                workers=workers,
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=False,
+            )
     finally:
         context.close()
 

@@ -4,6 +4,7 @@ of SQL statements each request made (`X-Debflow-SQL-Statements`, what tests and 
 from __future__ import annotations
 
 import logging
+import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,14 @@ async def _validation_error(request: Request, exc: Exception) -> PlainTextRespon
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
     return _one_line(400, f"invalid {where or 'request'}: {first.get('msg', 'malformed')}")
+
+
+def app_from_environment() -> FastAPI:
+    """The application of one `debflow serve --workers N` process: settings from the environment (as
+    `debflow` reads them), its own connection pool (DEBFLOW_SITE_POOL, default 10)."""
+    from worker.settings import Settings
+
+    return create_app(Context(Settings(), pool_size=int(os.environ.get("DEBFLOW_SITE_POOL", "10"))))
 
 
 def create_app(context: Context, *, live_ttl_s: float = 5.0) -> FastAPI:
