@@ -236,7 +236,7 @@ Index(
     postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'verdict') = 'REGRESSION'"),
 )
 # The results site (web/): a package's build, lintian and autopkgtest runs, newest first; an upload run's
-# task history; a package's campaign verdicts and references.
+# task history; a campaign's verdicts in page order; a package's campaign verdicts and references.
 Index(
     "ix_artifact_check_source",
     Artifact.data["source"].astext,
@@ -247,6 +247,14 @@ Index(
     "ix_task_history_workflow_id",
     TaskHistory.workflow_id,
     postgresql_where=text("workflow_id IS NOT NULL"),
+)
+Index(
+    "ix_collection_item_campaign_verdict",
+    CollectionItem.data["campaign"].astext,
+    CollectionItem.data["verdict"].astext,
+    CollectionItem.data["package"].astext,
+    CollectionItem.data["architecture"].astext,
+    postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'campaign') IS NOT NULL"),
 )
 Index(
     "ix_collection_item_qa_package",

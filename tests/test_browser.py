@@ -55,6 +55,11 @@ def browse(
     driver.get(base + "/")
     driver.find_element(By.LINK_TEXT, run.campaign_id).click()
     assert run.campaign_id in driver.title
+    # The trigger from Temporal's visibility, its suite version from the suite: both versions compared.
+    assert (
+        "hello-debflow 1.0 (in the suite, the baseline) → 1.1 (new)"
+        in driver.find_element(By.TAG_NAME, "main").text
+    )
     row = driver.find_element(By.ID, "greeter-debflow_amd64")
     assert "row-REGRESSION" in (row.get_attribute("class") or "")
     assert "relays-greeting" in row.text and "confirmed by a re-run" in row.text

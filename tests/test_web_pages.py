@@ -20,6 +20,7 @@ from support.site_data import Run, Target, store_campaign, store_upload
 from support.site_server import serving
 from tests.conftest import row_counts
 from web.app import STATEMENT_HEADER, create_app
+from web.queries_runs import page_groups
 from worker.context import Context
 from worker.settings import Settings
 
@@ -120,7 +121,7 @@ async def get_ok(http: httpx.AsyncClient, path: str) -> httpx.Response:
 
 
 async def test_pages_and_json_show_the_stored_results(
-    site: httpx.AsyncClient, seeded: Seeded, engine: Engine
+    site: httpx.AsyncClient, seeded: Seeded, engine: Engine, settings: Settings
 ) -> None:
     before = row_counts(engine)
     s = seeded
@@ -145,6 +146,7 @@ async def test_pages_and_json_show_the_stored_results(
 
     status = (await get_ok(site, "/status")).text
     assert "<svg" in status and f"{s.suite} / amd64" in status
+    assert "Temporal cannot be read" not in status and settings.task_queue in status  # the live view
 
     api = (await get_ok(site, f"/api/campaigns/{s.campaign_id}")).json()
     assert api["page"]["counts"] == {"REGRESSION": 2, "PASS": 1}
@@ -279,3 +281,40 @@ def test_the_dev_stack_serves_the_site(tmp_path: Path) -> None:
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_campaign_page_spans_the_verdict_groups_in_display_order() -> None:
+    counts = {"REGRESSION": 3, "ALWAYSFAIL": 150, "PASS": 400}
+    assert page_groups(counts, None, 1) == [("REGRESSION", 3, 0), ("ALWAYSFAIL", 97, 0)]
+    assert page_groups(counts, None, 2) == [("ALWAYSFAIL", 53, 97), ("PASS", 47, 0)]
+    assert page_groups(counts, None, 6) == [("PASS", 53, 347)]
+    assert page_groups(counts, None, 7) == []
+    assert page_groups(counts, "PASS", 4) == [("PASS", 100, 300)]
+    assert page_groups(counts, "FLAKY", 1) == []
+
+
+async def test_campaign_pages_list_every_target_once_regressions_first(
+    site: httpx.AsyncClient, store: ArtifactStore, sessions: sessionmaker[Session]
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    campaign_id = f"campaign-many_1-{tag}"
+    kinds = [
+        (RunResult.FAIL, RunResult.PASS),
+        (RunResult.FAIL, RunResult.FAIL),
+    ] + [(RunResult.PASS, RunResult.PASS)] * 3
+    targets = [Target(f"t{i:03d}-{tag}", "1.0", *kinds[i % 5]) for i in range(230)]
+    store_campaign(
+        store, sessions, campaign_id=campaign_id, suite=f"many-{tag}", architecture="amd64", targets=targets
+    )
+    listed = []
+    for page in (1, 2, 3):
+        found = (await get_ok(site, f"/api/campaigns/{campaign_id}?page={page}")).json()["page"]
+        assert found["pages"] == 3
+        listed += [(r["verdict"], r["source"]) for r in found["rows"]]
+    order = ["REGRESSION", "ALWAYSFAIL", "PASS"]
+    assert listed == sorted(listed, key=lambda r: (order.index(r[0]), r[1]))
+    assert sorted(s for _, s in listed) == sorted(t.source for t in targets)
+    passed = sorted(s for v, s in listed if v == "PASS")
+    assert len(passed) > 100
+    second = (await get_ok(site, f"/api/campaigns/{campaign_id}?verdict=PASS&page=2")).json()["page"]
+    assert [r["source"] for r in second["rows"]] == passed[100:200]

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from activities.suites.suite import source_binaries
 from web import ids
 from web.dependencies import context
-from web.live import Live, LiveView, RunInfo
+from web.live import Cached, Live, LiveView, RunInfo
 from web.queries_packages import HistoryPage, PackagePage, debci_runs, history_runs, package_page
 from web.queries_runs import CampaignPage, UploadRunPage, campaign_page, upload_run
 from web.queries_status import HomeData, StatusData, home_data, status_data
@@ -119,7 +119,10 @@ def suite_version(db: Session, suite: str, source: str) -> str | None:
 
 
 async def load_status(request: Request) -> Status:
-    return Status(live=await live_of(request), data=await in_db(request, status_data))
+    # The same aggregates for everyone, over every run of two weeks: made once per `status_ttl_s`.
+    cache: Cached[StatusData] = request.app.state.status_cache
+    data = await cache.get(lambda: in_db(request, status_data))
+    return Status(live=await live_of(request), data=data)
 
 
 @router.get("/home")

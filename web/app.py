@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web import api, feeds, pages
-from web.live import LiveView
+from web.live import Cached, LiveView
+from web.queries_status import StatusData
 from worker.context import Context
 
 log = logging.getLogger("debflow.site")
@@ -108,7 +109,7 @@ def app_from_environment() -> FastAPI:
     return create_app(Context(Settings(), pool_size=int(os.environ.get("DEBFLOW_SITE_POOL", "10"))))
 
 
-def create_app(context: Context, *, live_ttl_s: float = 5.0) -> FastAPI:
+def create_app(context: Context, *, live_ttl_s: float = 5.0, status_ttl_s: float = 30.0) -> FastAPI:
     """The application over one Context; raises worker.connect.NotConfigured without a database."""
     app = FastAPI(
         title="debflow results",
@@ -119,6 +120,7 @@ def create_app(context: Context, *, live_ttl_s: float = 5.0) -> FastAPI:
     )
     app.state.context = context
     app.state.live = LiveView(context, ttl=live_ttl_s)
+    app.state.status_cache = Cached[StatusData](status_ttl_s)
     event.listen(context.engine, "before_cursor_execute", _count_statement)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -11,6 +11,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowExecution
@@ -24,6 +26,7 @@ log = logging.getLogger("debflow.site")
 
 LISTED = 300  # newest debflow workflows listed per refresh (uploads and campaigns of every kind)
 PROGRESS_QUERIES = 10  # running campaigns asked for their progress per refresh
+T = TypeVar("T")
 
 
 class RunInfo(BaseModel):
@@ -97,24 +100,35 @@ def _info(execution: WorkflowExecution) -> RunInfo:
     )
 
 
+class Cached(Generic[T]):
+    """A value made at most every `ttl` seconds; while one request remakes it, the others take the
+    previous one instead of waiting (only the very first requests wait)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._value: T | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self, make: Callable[[], Awaitable[T]]) -> T:
+        if self._value is not None and (time.monotonic() - self._at < self.ttl or self._lock.locked()):
+            return self._value
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self.ttl:
+                self._value = await make()
+                self._at = time.monotonic()
+        return self._value
+
+
 class LiveView:
     """The cached view of what runs; one per application."""
 
     def __init__(self, context: Context, *, ttl: float = 5.0) -> None:
         self.context = context
-        self.ttl = ttl
-        self._live: Live | None = None
-        self._at = 0.0
-        self._lock = asyncio.Lock()
+        self._cached: Cached[Live] = Cached(ttl)
 
     async def get(self) -> Live:
-        if self._live is not None and (time.monotonic() - self._at < self.ttl or self._lock.locked()):
-            return self._live  # fresh, or a refresh is under way: no view waits on Temporal then
-        async with self._lock:
-            if self._live is None or time.monotonic() - self._at >= self.ttl:
-                self._live = await self._refresh()
-                self._at = time.monotonic()
-        return self._live
+        return await self._cached.get(self._refresh)
 
     async def _refresh(self) -> Live:
         now = dt.datetime.now(dt.UTC)
@@ -131,9 +145,8 @@ class LiveView:
     async def _runs(self, client: Client) -> list[RunInfo]:
         runs = [
             _info(e)
-            async for e in client.list_workflows(
-                "DebflowKind IS NOT NULL ORDER BY StartTime DESC", limit=LISTED
-            )
+            # Newest first is the listing's own order (the dev server's visibility store refuses ORDER BY).
+            async for e in client.list_workflows("DebflowKind IS NOT NULL", limit=LISTED)
         ]
         campaigns = [r for r in runs if r.running and r.kind not in ("upload", "")][:PROGRESS_QUERIES]
 

@@ -10,10 +10,8 @@ import datetime as dt
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import TextClause, text
 from sqlalchemy.orm import Session
-from sqlalchemy.types import Text
 
 from models.campaign import Verdict
 from models.vocabulary import ItemCategory
@@ -35,26 +33,36 @@ _TASKS = text(
     "SELECT task_name, subject, context, worker, started_at, duration_s, result, data "
     "FROM task_history WHERE workflow_id = :wf ORDER BY started_at, id"
 )
-_VERDICTS = f"""
-    SELECT DISTINCT ON (ci.name) ci.name, ci.collection_id, ci.data
-    FROM collection_item ci
-    WHERE ci.category = '{ItemCategory.QA_RESULT}' AND ci.data ->> 'campaign' = :campaign
-    ORDER BY ci.name, ci.removed_at IS NULL DESC, ci.id DESC
+# A campaign stores one item per target and architecture (an upsert by name) and retention only ever
+# removes items of finished campaigns, so the items of a campaign, removed ones too, are its verdicts.
+_OF_CAMPAIGN = f"ci.category = '{ItemCategory.QA_RESULT}' AND (ci.data ->> 'campaign') = :campaign"
+_COUNTS = text(
+    f"SELECT ci.data ->> 'verdict', count(*) FROM collection_item ci WHERE {_OF_CAMPAIGN} GROUP BY 1"
+)
+# One verdict's rows in page order, along ix_collection_item_campaign_verdict.
+_PART = f"""
+    (SELECT {{i}} AS part, ci.collection_id, ci.data FROM collection_item ci
+     WHERE {_OF_CAMPAIGN} AND (ci.data ->> 'verdict') = :verdict_{{i}}
+     ORDER BY (ci.data ->> 'campaign'), (ci.data ->> 'verdict'), (ci.data ->> 'package'),
+              (ci.data ->> 'architecture')
+     LIMIT :limit_{{i}} OFFSET :offset_{{i}})
 """
-_COUNTS = text(f"SELECT v.data ->> 'verdict', count(*) FROM ({_VERDICTS}) v GROUP BY 1")
-_ROWS = text(
-    f"""
-    SELECT c.name, v.data, n.data ->> 'version', r.data ->> 'version'
-    FROM ({_VERDICTS}) v
-    JOIN collection c ON c.id = v.collection_id
-    LEFT JOIN artifact n ON n.id = (v.data ->> 'new_log_artifact_id')::bigint
-    LEFT JOIN artifact r ON r.id = (v.data ->> 'reference_log_artifact_id')::bigint
-    WHERE (CAST(:verdict AS text) IS NULL OR v.data ->> 'verdict' = :verdict)
-    ORDER BY coalesce(array_position(CAST(:order AS text[]), v.data ->> 'verdict'), 1000),
-             v.data ->> 'package', v.data ->> 'architecture'
-    LIMIT :limit OFFSET :offset
-    """
-).bindparams(bindparam("order", type_=ARRAY(Text)))
+
+
+def _rows_statement(parts: int) -> TextClause:
+    """The page's rows from `parts` verdict groups (a page spans one, sometimes a few), with the suite
+    and the versions of both runs, in one statement."""
+    union = " UNION ALL ".join(_PART.format(i=i) for i in range(parts))
+    return text(
+        f"""
+        SELECT c.name, v.data, n.data ->> 'version', r.data ->> 'version'
+        FROM ({union}) v
+        JOIN collection c ON c.id = v.collection_id
+        LEFT JOIN artifact n ON n.id = (v.data ->> 'new_log_artifact_id')::bigint
+        LEFT JOIN artifact r ON r.id = (v.data ->> 'reference_log_artifact_id')::bigint
+        ORDER BY v.part, v.data ->> 'package', v.data ->> 'architecture'
+        """
+    )
 
 
 class RunArtifact(BaseModel):
@@ -176,27 +184,35 @@ def _row(suite: str, data: dict[str, Any], new_version: str | None, ref_version:
     )
 
 
+def page_groups(
+    counts: dict[str, int], verdict: str | None, page: int, size: int = CAMPAIGN_PAGE
+) -> list[tuple[str, int, int]]:
+    """(verdict, limit, offset) of each verdict group the page spans, verdicts in display order."""
+    skip, left, found = (page - 1) * size, size, []
+    for name, count in counts.items():
+        if verdict is not None and name != verdict:
+            continue
+        if skip >= count:
+            skip -= count
+            continue
+        take = min(count - skip, left)
+        found.append((name, take, skip))
+        skip, left = 0, left - take
+        if not left:
+            break
+    return found
+
+
 def campaign_page(db: Session, campaign_id: str, *, verdict: str | None, page: int) -> CampaignPage:
     counts = {str(v): int(n) for v, n in db.execute(_COUNTS, {"campaign": campaign_id})}
     ordered = dict(sorted(counts.items(), key=lambda kv: _rank(kv[0])))
     total = sum(counts.values())
     shown = counts.get(verdict, 0) if verdict else total
-    pages = max(1, -(-shown // CAMPAIGN_PAGE))
-    rows = []
-    if shown:
-        rows = [
-            _row(suite, data, nv, rv)
-            for suite, data, nv, rv in db.execute(
-                _ROWS,
-                {
-                    "campaign": campaign_id,
-                    "verdict": verdict,
-                    "order": VERDICT_ORDER,
-                    "limit": CAMPAIGN_PAGE,
-                    "offset": (page - 1) * CAMPAIGN_PAGE,
-                },
-            )
-        ]
+    groups = page_groups(ordered, verdict, page)
+    params: dict[str, Any] = {"campaign": campaign_id}
+    for i, (name, limit, offset) in enumerate(groups):
+        params |= {f"verdict_{i}": name, f"limit_{i}": limit, f"offset_{i}": offset}
+    rows = [_row(*row) for row in db.execute(_rows_statement(len(groups)), params)] if groups else []
     return CampaignPage(
         campaign_id=campaign_id,
         counts=ordered,
@@ -204,7 +220,7 @@ def campaign_page(db: Session, campaign_id: str, *, verdict: str | None, page: i
         verdict_filter=verdict,
         rows=rows,
         page=page,
-        pages=pages,
+        pages=max(1, -(-shown // CAMPAIGN_PAGE)),
     )
 
 

@@ -167,6 +167,7 @@ class ErrorRate(BaseModel):
 
 
 class StatusData(BaseModel):
+    computed_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
     charts: list[SuiteChart]
     slow: list[SlowTest]
     differing: list[ArchDifference]

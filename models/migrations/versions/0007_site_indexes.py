@@ -1,4 +1,5 @@
-"""the results site's reads: a package's runs by source, an upload run's task history, a package's verdicts
+"""the results site's reads: a package's runs by source, an upload run's task history, a campaign's
+verdicts in page order, a package's verdicts
 
 Revision ID: 0007
 Revises: 0006
@@ -34,6 +35,13 @@ def upgrade() -> None:
         postgresql_where=sa.text("workflow_id IS NOT NULL"),
     )
     op.create_index(
+        "ix_collection_item_campaign_verdict",
+        "collection_item",
+        [sa.text(f"(data ->> '{key}')") for key in ("campaign", "verdict", "package", "architecture")],
+        unique=False,
+        postgresql_where=sa.text("category = 'debian:qa-result' AND (data ->> 'campaign') IS NOT NULL"),
+    )
+    op.create_index(
         "ix_collection_item_qa_package",
         "collection_item",
         [sa.text("(data ->> 'package')"), sa.text("id DESC")],
@@ -44,5 +52,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_collection_item_qa_package", table_name="collection_item")
+    op.drop_index("ix_collection_item_campaign_verdict", table_name="collection_item")
     op.drop_index("ix_task_history_workflow_id", table_name="task_history")
     op.drop_index("ix_artifact_check_source", table_name="artifact")
