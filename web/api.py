@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from activities.suites.suite import source_binaries
 from web import ids
 from web.dependencies import context
-from web.live import Cached, Live, LiveView, RunInfo
+from web.live import Cached, KeyedCache, Live, LiveView, RunInfo
 from web.queries_packages import HistoryPage, PackagePage, debci_runs, history_runs, package_page
-from web.queries_runs import CampaignPage, UploadRunPage, campaign_page, upload_run
+from web.queries_runs import CampaignPage, UploadRunPage, campaign_counts, campaign_page, upload_run
 from web.queries_status import HomeData, StatusData, home_data, status_data
 
 router = APIRouter(prefix="/api", tags=["results"])
@@ -100,15 +100,32 @@ async def load_run(request: Request, workflow_id: str) -> UploadRun:
     return UploadRun(run=run, ui_link=live.ui_link(workflow_id), page=page)
 
 
+class CampaignSummary(BaseModel):
+    counts: dict[str, int]
+    trigger_suite_version: str | None
+
+
 async def load_campaign(request: Request, campaign_id: str, verdict: str | None, page: int) -> Campaign:
     ids.run_id(campaign_id, "campaign")
-    found = await in_db(request, campaign_page, campaign_id, verdict=verdict, page=page)
     live = await live_of(request)
     run = live.run(campaign_id)
-    if not found.total and run is None:
+
+    def summary(db: Session) -> CampaignSummary:
+        old = suite_version(db, run.suite, run.package) if run and run.package else None
+        return CampaignSummary(counts=campaign_counts(db, campaign_id), trigger_suite_version=old)
+
+    # What every viewer of the campaign shares (counts over all its targets), made once per few seconds.
+    summaries: KeyedCache[CampaignSummary] = request.app.state.campaign_summaries
+    known = await summaries.get(campaign_id, lambda: in_db(request, summary))
+    if not known.counts and run is None:
         raise ids.not_found(f"no campaign {campaign_id[:60]!r}: no verdict stored, and Temporal lists none")
-    old = await in_db(request, suite_version, run.suite, run.package) if run and run.package else None
-    return Campaign(run=run, ui_link=live.ui_link(campaign_id), page=found, trigger_suite_version=old)
+    found = await in_db(request, campaign_page, campaign_id, counts=known.counts, verdict=verdict, page=page)
+    return Campaign(
+        run=run,
+        ui_link=live.ui_link(campaign_id),
+        page=found,
+        trigger_suite_version=known.trigger_suite_version,
+    )
 
 
 def suite_version(db: Session, suite: str, source: str) -> str | None:

@@ -19,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web import api, feeds, pages
-from web.live import Cached, LiveView
+from web.api import CampaignSummary
+from web.live import Cached, KeyedCache, LiveView
 from web.queries_status import StatusData
 from worker.context import Context
 
@@ -121,6 +122,7 @@ def create_app(context: Context, *, live_ttl_s: float = 5.0, status_ttl_s: float
     app.state.context = context
     app.state.live = LiveView(context, ttl=live_ttl_s)
     app.state.status_cache = Cached[StatusData](status_ttl_s)
+    app.state.campaign_summaries = KeyedCache[CampaignSummary](live_ttl_s)
     event.listen(context.engine, "before_cursor_execute", _count_statement)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -118,6 +119,23 @@ class Cached(Generic[T]):
                 self._value = await make()
                 self._at = time.monotonic()
         return self._value
+
+
+class KeyedCache(Generic[T]):
+    """A Cached value per key (a campaign id); the least recently made go beyond `size` keys."""
+
+    def __init__(self, ttl: float, size: int = 256) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._values: OrderedDict[str, Cached[T]] = OrderedDict()
+
+    async def get(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
+        cached = self._values.get(key)
+        if cached is None:
+            cached = self._values[key] = Cached(self.ttl)
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return await cached.get(make)
 
 
 class LiveView:

@@ -203,9 +203,17 @@ def page_groups(
     return found
 
 
-def campaign_page(db: Session, campaign_id: str, *, verdict: str | None, page: int) -> CampaignPage:
+def campaign_counts(db: Session, campaign_id: str) -> dict[str, int]:
+    """Verdict → targets, in display order (one statement over every item of the campaign)."""
     counts = {str(v): int(n) for v, n in db.execute(_COUNTS, {"campaign": campaign_id})}
-    ordered = dict(sorted(counts.items(), key=lambda kv: _rank(kv[0])))
+    return dict(sorted(counts.items(), key=lambda kv: _rank(kv[0])))
+
+
+def campaign_page(
+    db: Session, campaign_id: str, *, counts: dict[str, int], verdict: str | None, page: int
+) -> CampaignPage:
+    """A page of verdicts given the campaign's `counts` (campaign_counts, which a caller may cache)."""
+    ordered = counts
     total = sum(counts.values())
     shown = counts.get(verdict, 0) if verdict else total
     groups = page_groups(ordered, verdict, page)
