@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from activities.storage.store import ArtifactStore
 from models.campaign import RunResult, Verdict
-from support.site_data import Run, Target, store_campaign, store_upload
+from support.site_data import Run, Target, store_campaign, store_runs, store_upload
 from support.site_server import serving
 from tests.conftest import row_counts
 from web.app import STATEMENT_HEADER, create_app
+from web.files import SMALL
 from web.queries_runs import page_groups
 from worker.context import Context
 from worker.settings import Settings
@@ -318,3 +319,25 @@ async def test_campaign_pages_list_every_target_once_regressions_first(
     assert len(passed) > 100
     second = (await get_ok(site, f"/api/campaigns/{campaign_id}?verdict=PASS&page=2")).json()["page"]
     assert [r["source"] for r in second["rows"]] == passed[100:200]
+
+
+async def test_a_large_log_is_streamed_whole_in_ranges_and_gzipped(
+    site: httpx.AsyncClient, store: ArtifactStore, tmp_path: Path
+) -> None:
+    text = "".join(f"line {i} of a long autopkgtest log\n" for i in range(40_000))  # ≈ 1.3 MB, > SMALL
+    assert len(text) > SMALL
+    (artifact_id,) = store_runs(
+        store,
+        [Run(f"big-{uuid.uuid4().hex[:8]}", "1.0", "big", "amd64", 0, text)],
+        workflow_id=f"upload-big_1.0-{uuid.uuid4().hex[:8]}",
+        scratch=tmp_path,
+    )
+    path = f"/artifacts/{artifact_id}/log"
+    plain = await site.get(path, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and plain.text == text
+    assert plain.headers["content-length"] == str(len(text))
+    zipped = await site.get(path, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.text == text
+    assert "content-length" not in zipped.headers  # streamed as it is compressed
+    tail = await site.get(path, headers={"Range": f"bytes={len(text) - 30}-"})
+    assert tail.status_code == 206 and tail.text == text[-30:]

@@ -18,6 +18,7 @@ from activities.storage.store import ArtifactStore
 from web.ids import bad, not_found
 
 CHUNK = 64 * 1024
+SMALL = 256 * 1024  # read into memory at once; larger files are streamed chunk by chunk
 TEXT = "text/plain; charset=utf-8"
 # Files shown as text; anything else (a .deb, a tarball) is offered as a download.
 _TEXT_NAMES = re.compile(r"(^|/)(log|summary|[^/]*\.(log|txt|dsc|changes|buildinfo|build|json))$")
@@ -71,8 +72,17 @@ def _gzipped(chunks: Iterator[bytes]) -> Iterator[bytes]:
     yield compressor.flush()
 
 
+def _send(chunks: Iterator[bytes], length: int, status: int, headers: dict[str, str], media: str) -> Response:
+    """A small body is read (and compressed) at once, in the caller's thread; a large one is streamed."""
+    if length <= SMALL:
+        body = b"".join(chunks)
+        return Response(body, status, headers=headers, media_type=media)
+    return StreamingResponse(chunks, status, headers=headers, media_type=media)
+
+
 def file_response(request: Request, blob: Path, size: int, name: str) -> Response:
-    """The whole file (gzip when accepted) or one byte range of it (RFC 9110 §14), never as HTML."""
+    """The whole file (gzip when accepted) or one byte range of it (RFC 9110 §14), never as HTML.
+    Called in a worker thread: a small file is read here, a large one streamed later."""
     is_text = bool(_TEXT_NAMES.search(name))
     headers = {"Accept-Ranges": "bytes", "Vary": "Accept-Encoding"}
     media = TEXT if is_text else "application/octet-stream"
@@ -97,9 +107,10 @@ def file_response(request: Request, blob: Path, size: int, name: str) -> Respons
             )
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(end - start + 1)
-        return StreamingResponse(_read(blob, start, end - start + 1), 206, headers=headers, media_type=media)
+        length = end - start + 1
+        return _send(_read(blob, start, length), length, 206, headers, media)
     if "gzip" in request.headers.get("accept-encoding", "") and is_text:
         headers["Content-Encoding"] = "gzip"
-        return StreamingResponse(_gzipped(_read(blob, 0, size)), headers=headers, media_type=media)
+        return _send(_gzipped(_read(blob, 0, size)), size, 200, headers, media)
     headers["Content-Length"] = str(size)
-    return StreamingResponse(_read(blob, 0, size), headers=headers, media_type=media)
+    return _send(_read(blob, 0, size), size, 200, headers, media)

@@ -90,12 +90,12 @@ async def _file(request: Request, artifact_id: str, path: str | None) -> Respons
     wanted = None if path is None else ids.file_path(path)
     ctx = context(request)
 
-    def find() -> tuple[Path, int, str]:
+    def respond() -> Response:  # one thread hop: the lookup, and the reading of a small file
         with ctx.sessions() as db:
-            return find_file(db, ctx.store, number, wanted)
+            blob, size, name = find_file(db, ctx.store, number, wanted)
+        return file_response(request, blob, size, name)
 
-    blob, size, name = await run_in_threadpool(find)
-    return file_response(request, blob, size, name)
+    return await run_in_threadpool(respond)
 
 
 @router.get("/artifacts/{artifact_id}/log")
