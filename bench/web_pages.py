@@ -151,6 +151,12 @@ async def load(
     }
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--targets", type=int, default=8770)
@@ -195,7 +201,9 @@ def main() -> None:
                     break
                 except httpx.HTTPError:
                     time.sleep(0.2)
+            cpu_before, own_before = process_cpu_s(server.pid), process_cpu_s(os.getpid())
             figures = asyncio.run(load(base, names, log_ids, args.clients, args.seconds))
+            cpu, own = process_cpu_s(server.pid) - cpu_before, process_cpu_s(os.getpid()) - own_before
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -208,6 +216,12 @@ def main() -> None:
     )
     for key, value in figures.items():
         print(f"  {key}: {value}")
+    if args.workers == 1:  # the one process's CPU time; with more workers it is spread over children
+        served = figures["requests_per_s"] * args.seconds
+        print(f"  server CPU: {cpu:.1f} s, {cpu / served * 1000:.1f} ms per request")
+    print(
+        f"  load generator CPU: {own:.1f} s; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(json.dumps(figures))
 
 
