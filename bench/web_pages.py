@@ -219,9 +219,8 @@ def main() -> None:
     if args.workers == 1:  # the one process's CPU time; with more workers it is spread over children
         served = figures["requests_per_s"] * args.seconds
         print(f"  server CPU: {cpu:.1f} s, {cpu / served * 1000:.1f} ms per request")
-    print(
-        f"  load generator CPU: {own:.1f} s; machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-    )
+    load_average, cores = os.getloadavg()[0], os.cpu_count()
+    print(f"  load generator CPU: {own:.1f} s; machine load average {load_average:.1f}, {cores} cores")
     print(json.dumps(figures))
 
 
