@@ -341,3 +341,20 @@ async def test_a_large_log_is_streamed_whole_in_ranges_and_gzipped(
     assert "content-length" not in zipped.headers  # streamed as it is compressed
     tail = await site.get(path, headers={"Range": f"bytes={len(text) - 30}-"})
     assert tail.status_code == 206 and tail.text == text[-30:]
+
+
+def test_serve_without_a_database_says_so_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBFLOW_", "TEMPORAL_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "serve", "--port", "1"],
+        env={**env, "DEBFLOW_STATE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == ["error: no database: set DEBFLOW_DATABASE_URL or run `debflow dev`"]
