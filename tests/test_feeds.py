@@ -40,6 +40,7 @@ def record(
     task: str = "autopkgtest",
     context: str = "sid/amd64",
     data: dict[str, Any] | None = None,
+    begin: dt.datetime = BEGIN,
 ) -> None:
     """Task-history rows of one series, oldest first, written as the activities write them."""
     writer = TaskHistoryWriter(keep_newest=5)
@@ -51,7 +52,7 @@ def record(
                 subject=source,
                 context=context,
                 workflow_id=f"upload-{source}_1.{n}",
-                started_at=BEGIN + dt.timedelta(hours=n),
+                started_at=begin + dt.timedelta(hours=n),
                 duration_s=1.0,
                 result=result,
                 usage=[],
@@ -164,8 +165,11 @@ async def test_overall_feed_is_bounded_and_holds_every_package(
     sessions: sessionmaker[Session], feeds: httpx.AsyncClient
 ) -> None:
     first, second = package("one"), package("two")
-    record(sessions, first, ["failure"])
-    record(sessions, second, ["success", "failure"])
+    # Dated after anything the session's other tests record (one database serves them all), so that these
+    # are among the newest 50 entries whatever ran before.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    record(sessions, first, ["failure"], begin=later)
+    record(sessions, second, ["success", "failure"], begin=later)
     entries = parse(await feeds.get("/feeds/all.atom")).findall(f"{A}entry")
     titles = " ".join(e.findtext(f"{A}title") or "" for e in entries)
     assert first in titles and second in titles
