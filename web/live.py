@@ -181,7 +181,7 @@ class LiveView:
         return runs
 
     async def _queues(self, client: Client) -> list[QueueLoad]:
-        from client.status import debflow_queues, queue_status
+        from worker.task_queues import debflow_queues, queue_status
 
         settings = self.context.settings
         wanted = debflow_queues(settings.task_queue, settings.architectures)
