@@ -27,6 +27,7 @@ from activities.storage.store import ArtifactStore
 from models import identifiers
 from models.architectures import builds_on
 from models.payloads import (
+    DEFAULT_CHECKS,
     Check,
     PipelineProgress,
     TaskResult,
@@ -137,7 +138,10 @@ async def submit_upload(
     )
     # Timeouts are the workers' policy (estimate_timeouts hands it to the run): none sent from here.
     params = UploadPipelineInput(
-        source_artifact_id=artifact_id, suite=suite, architectures=architectures, tasks=checks or list(Check)
+        source_artifact_id=artifact_id,
+        suite=suite,
+        architectures=architectures,
+        tasks=checks or list(DEFAULT_CHECKS),
     )
     workflow_id = upload_workflow_id(
         source, version, artifact_id, params, uuid.uuid4().hex[:6] if again else None

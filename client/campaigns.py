@@ -20,6 +20,7 @@ from models import identifiers
 from models.campaign import (
     BatchProgress,
     CampaignInput,
+    CampaignKind,
     CampaignProgress,
     CampaignReport,
     TargetVerdict,
@@ -52,9 +53,17 @@ async def start_campaign(
     identifiers.check_package(params.trigger_source, params.trigger_version, params.trigger_binaries)
     simulated = params.simulation is not None
     mode = "simulated-" if simulated else ""
+    rebuild = params.kind is CampaignKind.REBUILD
     workflow_id = identifiers.campaign_id(
-        params.trigger_source, params.trigger_version, simulated=simulated, unique=uuid.uuid4().hex[:8]
+        params.trigger_source,
+        params.trigger_version,
+        simulated=simulated,
+        unique=uuid.uuid4().hex[:8],
+        kind="rebuild" if rebuild else "campaign",
     )
+    what = "rebuild campaign: build-dependents" if rebuild else "campaign: reverse dependencies"
+    if rebuild and params.all_sources:
+        what = "rebuild campaign: every source"
     return await client.start_workflow(
         CampaignWorkflow.run,
         params,
@@ -74,7 +83,7 @@ async def start_campaign(
         priority=Priority(
             priority_key=priority_key, fairness_key=identifiers.campaign_fairness_key(workflow_id)
         ),
-        static_summary=f"{'SIMULATED ' if mode else ''}campaign: reverse dependencies of "
+        static_summary=f"{'SIMULATED ' if mode else ''}{what} of "
         f"{params.trigger_source} {params.trigger_version} in {params.suite}",
     )
 
@@ -229,10 +238,13 @@ def print_campaign_report(
 ) -> None:
     """Counts per verdict, then a row per listed target (default: the notable ones)."""
     mode = "[bold magenta]SIMULATED[/] " if report.simulated else ""
+    rebuild = report.kind is CampaignKind.REBUILD
     console.print(
-        f"{mode}campaign for [bold]{report.trigger_source} {report.trigger_version}[/] in "
+        f"{mode}{'rebuild campaign' if rebuild else 'campaign'} for "
+        f"[bold]{report.trigger_source} {report.trigger_version}[/] in "
         f"{report.suite} ({' '.join(report.architectures)}): {report.targets} targets, "
-        f"{report.tests_run} test runs, {report.references_reused} references reused, "
+        f"{report.tests_run} {'builds' if rebuild else 'test runs'}, "
+        f"{report.references_reused} references reused, "
         f"{report.batches} batches, largest history {report.max_history_events} events"
     )
     counts = Table(show_edge=False)

@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from activities.debian.parsing import SEVERITIES
-from models.artifacts import AutopkgtestData, LintianData
+from client import qa_details
+from models.artifacts import AutopkgtestData, BlhcData, DebdiffData, LintianData, PiupartsData
 from models.payloads import UploadReport
 
 TEST_STYLE = {"PASS": "green", "FAIL": "red", "SKIP": "yellow", "FLAKY": "yellow"}
@@ -48,13 +49,23 @@ def print_lintian(data: LintianData, console: Console, heading: str) -> None:
 
 
 def print_check(category: str, data: dict[str, Any], console: Console, heading: str) -> bool:
-    """Details of an autopkgtest or lintian artifact; False for other categories (or unreadable data)."""
+    """Details of an autopkgtest, lintian, debdiff, blhc or piuparts artifact; False for other categories
+    (or unreadable data)."""
     try:
         if category == "debian:autopkgtest":
             print_autopkgtest(AutopkgtestData.model_validate(data), console, heading)
             return True
         if category == "debian:lintian":
             print_lintian(LintianData.model_validate(data), console, heading)
+            return True
+        if category == "debian:debdiff":
+            qa_details.print_debdiff(DebdiffData.model_validate(data), console, heading)
+            return True
+        if category == "debian:blhc":
+            qa_details.print_blhc(BlhcData.model_validate(data), console, heading)
+            return True
+        if category == "debian:piuparts":
+            qa_details.print_piuparts(PiupartsData.model_validate(data), console, heading)
             return True
     except ValidationError:
         pass  # stored by an older version with other fields: the generic listing shows it

@@ -10,8 +10,10 @@ import typer
 from client import (
     campaign_commands,
     data_commands,
+    rebuild_commands,
     results_commands,
     run_commands,
+    serve_commands,
     stack_commands,
     suite_commands,
 )
@@ -42,6 +44,7 @@ for command in (
     run_commands.close,
     run_commands.watch,
     campaign_commands.campaign,
+    rebuild_commands.rebuild,
     stack_commands.worker,
     stack_commands.status,
     stack_commands.migrate,
@@ -50,6 +53,7 @@ for command in (
 data_commands.register(app)
 results_commands.register(app)
 suite_commands.register(app)
+serve_commands.register(app)
 
 
 def main() -> None:

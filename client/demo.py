@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from rich.console import Console
 
@@ -16,6 +17,7 @@ from client.campaigns import campaign_for_upload, print_campaign_report, start_c
 from client.local_archive import build_local_archive, hello_with_a_new_greeting
 from client.output import rule
 from client.progress import follow, print_report
+from client.serve_commands import DEFAULT_PORT, site_url
 from models.campaign import CampaignReport, Verdict
 from models.payloads import Check, TaskStatus, UploadReport
 from worker.connect import connect_temporal
@@ -81,6 +83,13 @@ def run_demo(settings: Settings, console: Console) -> int:
         "Browse the runs later: `.venv/bin/debflow dev` brings Temporal and its Web UI back "
         f'({stack.ui_url or "your Temporal UI"}); search e.g. DebflowPackage="hello-debflow".'
     )
+    if campaign is not None:
+        # `debflow dev` serves the results site on this port by default (client/serve_commands.py).
+        console.print(
+            "The campaign's page, while `.venv/bin/debflow dev` runs: "
+            f"{site_url('127.0.0.1', DEFAULT_PORT)}campaigns/{quote(campaign.workflow_id, safe='')}",
+            soft_wrap=True,
+        )
     return 0 if ok else 1
 
 

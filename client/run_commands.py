@@ -9,11 +9,11 @@ import typer
 
 from client.api import close_run, get_report, retry_failed, submit_upload, workflow_url
 from client.campaigns import watch_campaign
-from client.command_support import LookupFailed, console, context_of, describe, run
+from client.command_support import LookupFailed, console, context_of, describe, fail, run
 from client.failures import raise_if_ended_badly, told_in_one_line
 from client.progress import follow
 from client.reports import campaign_results, print_campaign_results, print_upload_report
-from models.payloads import Check
+from models.payloads import parse_checks
 from workflows.campaign import CampaignWorkflow
 
 
@@ -22,13 +22,26 @@ def submit(
     dsc: Annotated[Path, typer.Argument(help="the .dsc of the upload; its files beside it")],
     suite: Annotated[str, typer.Option(help="target suite")] = "bookworm",
     arch: Annotated[list[str] | None, typer.Option("--arch", help="architecture (repeatable)")] = None,
-    check: Annotated[list[Check] | None, typer.Option("--check", help="checks to run (repeatable)")] = None,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check",
+            metavar="CHECK",
+            help="a check to run (repeatable): build, lintian, autopkgtest (the default three), debdiff, "
+            "blhc, piuparts; any check also runs the build",
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="show progress until done and print the report")] = False,
     again: Annotated[
         bool, typer.Option(help="start another run even if the same upload already has an open one")
     ] = False,
 ) -> None:
     """Store an upload and start its pipeline."""
+    try:
+        # Before anything is stored or started: a misspelt check is one error, not a run without it.
+        checks = parse_checks(check) if check else None
+    except ValueError as e:
+        raise fail(str(e)) from None
     context = context_of(ctx)
 
     async def go() -> int:
@@ -41,7 +54,7 @@ def submit(
             dsc,
             suite=suite,
             architectures=arch or ["amd64"],
-            checks=check,
+            checks=checks,
             again=again,
             store=context.store,
         )

@@ -16,14 +16,18 @@ from worker.connect import NotConfigured
 
 
 def dev(
-    ctx: typer.Context, workers: Annotated[int, typer.Option(help="worker processes to start")] = 1
+    ctx: typer.Context,
+    workers: Annotated[int, typer.Option(help="worker processes to start")] = 1,
+    site_port: Annotated[int, typer.Option(min=1, max=65535, help="port of the results site")] = 8080,
 ) -> None:
-    """Start the dev stack (Temporal + Web UI, PostgreSQL, workers) until Ctrl-C."""
+    """Start the dev stack (Temporal + Web UI, PostgreSQL, workers, results site) until Ctrl-C."""
+    from client.serve_commands import start_site_process
     from worker.devstack import DevStack
     from worker.postgres import UnreachableDataDirectory
 
     settings = context_of(ctx).settings
     stack = DevStack(settings, workers=workers, say=console.print)
+    site = None
     try:
         try:
             stack.start()
@@ -34,6 +38,11 @@ def dev(
         )
         for pid, url in stack.metrics_urls.items():
             console.print(f"worker {pid} metrics: {url}")
+        site = start_site_process(settings, site_port)
+        if site is None:
+            console.print(f"results site not started: port {site_port} is taken (see --site-port)")
+        else:
+            console.print(f"Results site {site[1]}")
         stopped = False
 
         def stop(*_: object) -> None:
@@ -51,6 +60,9 @@ def dev(
         pass
     finally:
         console.print("stopping…")
+        if site is not None:
+            site[0].terminate()
+            site[0].wait(timeout=30)
         stack.stop()
 
 

@@ -9,28 +9,17 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.services.status import DatabaseHealth, FailureRate, database_health
 from models.campaign import BatchProgress, CampaignProgress
-from workflows import queues
+from worker.task_queues import QueueStatus, debflow_queues, queue_status
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
 
 if TYPE_CHECKING:  # the engine is made by the composition root (worker/context.py)
     from sqlalchemy import Engine
-
-
-class QueueStatus(BaseModel):
-    name: str
-    kind: str  # workflow or activity
-    pollers: list[str]
-    backlog: int
-    backlog_age_s: float
 
 
 class CampaignStatus(BaseModel):
@@ -48,47 +37,6 @@ class Status(BaseModel):
     last_hour: FailureRate = Field(default_factory=FailureRate)
     database: DatabaseHealth | None = None
     database_error: str = ""
-
-
-KINDS = {
-    "workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-    "activity": TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-}
-
-
-def debflow_queues(control: str, architectures: list[str]) -> list[tuple[str, tuple[str, ...]]]:
-    """Every queue debflow may use (docs/operations.md "Worker pools"), with the task kinds each carries."""
-    found: list[tuple[str, tuple[str, ...]]] = [(control, ("workflow", "activity"))]
-    found.append((queues.lintian_queue(control), ("activity",)))
-    for arch in architectures:
-        found.append((queues.build_queue(control, arch), ("activity",)))
-        found.append((queues.test_queue(control, arch), ("activity",)))
-    return found
-
-
-async def queue_status(client: Client, name: str, kinds: tuple[str, ...] = tuple(KINDS)) -> list[QueueStatus]:
-    found = []
-    for kind in kinds:
-        queue_type = KINDS[kind]
-        response = await client.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(
-                namespace=client.namespace,
-                task_queue=TaskQueue(name=name),
-                task_queue_type=queue_type,
-                report_stats=True,
-            )
-        )
-        stats = response.stats
-        found.append(
-            QueueStatus(
-                name=name,
-                kind=kind,
-                pollers=sorted({p.identity for p in response.pollers}),
-                backlog=stats.approximate_backlog_count,
-                backlog_age_s=stats.approximate_backlog_age.ToTimedelta().total_seconds(),
-            )
-        )
-    return found
 
 
 async def running_campaigns(client: Client, limit: int = 20) -> list[CampaignStatus]:

@@ -122,6 +122,63 @@ class SystemTarballData(ArtifactData):
     tool: str  # e.g. "mmdebstrap 1.3.5"
 
 
+class BinaryDebdiff(BaseModel):
+    """One binary package of an upload against its namesake in the suite."""
+
+    package: str
+    status: str  # changed, unchanged, new (not in the suite), dropped (not built by the upload)
+    files_added: list[str] = Field(default_factory=list)
+    files_removed: list[str] = Field(default_factory=list)
+    control_changes: list[str] = Field(default_factory=list)  # wdiff lines: "Version: [-1.0-] {+1.1+}"
+
+
+class DebdiffData(ArtifactData):
+    """debian:debdiff — an upload against the suite's version of its source: source diff summary,
+    binary debdiff per package, and the lintian tags new in the upload and resolved by it."""
+
+    source: str
+    version: str
+    architecture: str
+    suite: str
+    suite_version: str | None  # None: the suite has no version of this source
+    files_changed: int = 0
+    lines_added: int = 0
+    lines_removed: int = 0
+    binaries: list[BinaryDebdiff] = Field(default_factory=list)
+    new_tags: list[LintianTag] = Field(default_factory=list)
+    resolved_tags: list[LintianTag] = Field(default_factory=list)
+    suite_lintian_artifact_id: int | None = None  # the suite version's debian:lintian, kept and reused
+    result: str
+    duration_s: float | None = None
+
+
+class BlhcData(ArtifactData):
+    """debian:blhc — blhc's tags on one build log (missing hardening flags, hidden compiler flags)."""
+
+    source: str
+    version: str
+    architecture: str
+    result: str
+    exit_code: int
+    tags: list[str] = Field(default_factory=list)  # "W-dpkg-buildflags-missing|CFLAGS 1 (of 1) missing|"
+    duration_s: float | None = None
+
+
+class PiupartsData(ArtifactData):
+    """debian:piuparts — install, remove, purge (and upgrade from the suite's version) in a testbed."""
+
+    source: str
+    version: str
+    architecture: str
+    suite: str
+    result: str
+    exit_code: int
+    upgrade_from: str | None = None  # the suite's version the upgrade test started from
+    environment_artifact_id: int | None = None
+    summary: str = ""
+    duration_s: float | None = None
+
+
 CATEGORIES: dict[str, type[ArtifactData]] = {
     ArtifactCategory.SOURCE_PACKAGE: SourcePackageData,
     ArtifactCategory.UPLOAD: UploadData,
@@ -130,6 +187,9 @@ CATEGORIES: dict[str, type[ArtifactData]] = {
     ArtifactCategory.LINTIAN: LintianData,
     ArtifactCategory.AUTOPKGTEST: AutopkgtestData,
     ArtifactCategory.SYSTEM_TARBALL: SystemTarballData,
+    ArtifactCategory.DEBDIFF: DebdiffData,
+    ArtifactCategory.BLHC: BlhcData,
+    ArtifactCategory.PIUPARTS: PiupartsData,
 }
 
 

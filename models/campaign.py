@@ -33,6 +33,13 @@ class Verdict(enum.StrEnum):
     UNTESTABLE = "UNTESTABLE"  # the new or the reference run could not run (TargetVerdict.cause)
 
 
+class CampaignKind(enum.StrEnum):
+    """What a campaign runs per target and side: autopkgtest, or a build (a rebuild campaign)."""
+
+    TEST = "test"
+    REBUILD = "rebuild"
+
+
 class Side(enum.StrEnum):
     NEW = "new"  # the test with the upload's binaries installed
     REFERENCE = "reference"  # the same test against the suite alone
@@ -86,6 +93,10 @@ class CampaignInput(BaseModel):
     new_source_artifact_id: int | None = None
     new_binary_artifact_ids: list[int] = Field(default_factory=list)
     upload_workflow_id: str | None = None
+    # A rebuild campaign builds its targets instead of testing them (docs/rebuilds.md); `all_sources`
+    # rebuilds every source of the suite, not only those that build-depend on the trigger's binaries.
+    kind: CampaignKind = CampaignKind.TEST
+    all_sources: bool = False
 
 
 class PlanInput(BaseModel):
@@ -94,6 +105,12 @@ class PlanInput(BaseModel):
     suite: str
     architecture: str
     simulated: bool = False  # which task history predicts durations
+    kind: CampaignKind = CampaignKind.TEST
+    all_sources: bool = False
+    # A page of the plan, longest first (an archive rebuild plans ~34,000 targets: more than one payload
+    # may hold); None: every target, in the suite's order.
+    offset: int = 0
+    limit: int | None = None
 
 
 class CampaignPlan(BaseModel):
@@ -114,6 +131,7 @@ class RunContext(BaseModel):
     # Real runs, new side: the upload's source package and its debian:binary-package artifacts.
     new_source_artifact_id: int | None = None
     new_binary_artifact_ids: list[int] = Field(default_factory=list)
+    kind: CampaignKind = CampaignKind.TEST
 
 
 class RunRequest(BaseModel):
@@ -180,6 +198,7 @@ class RecordRunsInput(BaseModel):
     # The chunk's verdicts, stored for the campaign report (activities/campaigns/campaign_verdicts.py).
     campaign_id: str | None = None
     verdicts: list[TargetVerdict] = Field(default_factory=list)
+    kind: CampaignKind = CampaignKind.TEST
 
 
 class ReferenceKey(BaseModel):
@@ -188,11 +207,21 @@ class ReferenceKey(BaseModel):
     architecture: str
     suite: str
     suite_state: str
+    kind: CampaignKind = CampaignKind.TEST
+
+    @model_serializer(mode="wrap")
+    def _without_default_kind(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Test campaigns' payloads and stored claims stay as they were before rebuilds existed.
+        data: dict[str, Any] = handler(self)
+        if self.kind is CampaignKind.TEST:
+            data.pop("kind", None)
+        return data
 
     @property
     def name(self) -> str:
-        """The item name in the debian:qa-results collection: one reference per key."""
-        return f"{self.source}_{self.version}_{self.architecture}_{self.suite_state[:16]}"
+        """The item name in the debian:qa-results collection: one reference per key (and kind)."""
+        prefix = "rebuild:" if self.kind is CampaignKind.REBUILD else ""
+        return f"{prefix}{self.source}_{self.version}_{self.architecture}_{self.suite_state[:16]}"
 
 
 class ClaimReferencesInput(BaseModel):
@@ -309,6 +338,7 @@ class CampaignProgress(BaseModel):
 
 class CampaignReport(BaseModel):
     workflow_id: str
+    kind: CampaignKind = CampaignKind.TEST
     trigger_source: str
     trigger_version: str
     suite: str

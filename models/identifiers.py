@@ -101,9 +101,10 @@ def upload_fairness_key(source: str) -> str:
     return bounded(f"upload-{source}", FAIRNESS_KEY_MAX)
 
 
-def campaign_id(source: str, version: str, *, simulated: bool, unique: str) -> str:
+def campaign_id(source: str, version: str, *, simulated: bool, unique: str, kind: str = "campaign") -> str:
+    """`[simulated-]campaign-SOURCE_VERSION-UNIQUE`; `kind` "rebuild" for rebuild campaigns."""
     mode = "simulated-" if simulated else ""
-    return bounded(f"{mode}campaign-{source}_{version}-{unique}", WORKFLOW_ID_MAX)
+    return bounded(f"{mode}{kind}-{source}_{version}-{unique}", WORKFLOW_ID_MAX)
 
 
 def campaign_fairness_key(workflow_id: str) -> str:

@@ -17,6 +17,31 @@ class Check(enum.StrEnum):
     BUILD = "build"
     LINTIAN = "lintian"
     AUTOPKGTEST = "autopkgtest"
+    # Opt-in (docs/qa-checks.md): run only when a submit names them.
+    DEBDIFF = "debdiff"
+    BLHC = "blhc"
+    PIUPARTS = "piuparts"
+
+
+# What a run does when its submit names no check.
+DEFAULT_CHECKS = (Check.BUILD, Check.LINTIAN, Check.AUTOPKGTEST)
+QA_CHECKS = (Check.DEBDIFF, Check.BLHC, Check.PIUPARTS)
+
+
+def parse_checks(words: list[str]) -> list[Check]:
+    """The checks a submit names, in order, once each; a name that is no check is one clear error
+    (ValueError). Naming any check that tests a build also runs the build."""
+    checks: list[Check] = []
+    for word in words:
+        try:
+            check = Check(word.strip())
+        except ValueError:
+            raise ValueError(f"unknown check {word!r} (known: {', '.join(c.value for c in Check)})") from None
+        if check not in checks:
+            checks.append(check)
+    if checks and Check.BUILD not in checks:
+        checks.insert(0, Check.BUILD)
+    return checks
 
 
 # --- the upload pipeline workflow ---------------------------------------------------------------
@@ -49,7 +74,7 @@ class UploadPipelineInput(BaseModel):
     architectures: list[str] = Field(default_factory=lambda: ["amd64"])
     # The tasks to run: the build too, hence not `checks` (the name earlier inputs use).
     tasks: list[Check] = Field(
-        default_factory=lambda: list(Check), validation_alias=AliasChoices("tasks", "checks")
+        default_factory=lambda: list(DEFAULT_CHECKS), validation_alias=AliasChoices("tasks", "checks")
     )
     # Runs that take the workers' timeouts (every run started since they do) ignore these two; they stay
     # for the inputs of earlier runs, whose histories must replay.
@@ -216,6 +241,29 @@ class LintianResult(CheckResult):
 class AutopkgtestResult(CheckResult):
     exit_code: int
     tests: dict[str, str]
+
+
+class QaCheckInput(CheckInput):
+    """Input of debdiff, blhc and piuparts: a check's input and the build's log (what blhc reads)."""
+
+    build_log_artifact_id: int
+
+
+class DebdiffResult(CheckResult):
+    files_changed: int = 0
+    lines_added: int = 0
+    lines_removed: int = 0
+    new_tags: int = 0
+    resolved_tags: int = 0
+
+
+class BlhcResult(CheckResult):
+    tags: list[str] = Field(default_factory=list)
+
+
+class PiupartsResult(CheckResult):
+    exit_code: int
+    upgrade_tested: bool = False
 
 
 class EstimateTimeoutsInput(BaseModel):

@@ -27,6 +27,9 @@ class RelationKind(enum.StrEnum):
     BINARY = "binary"
     TESTSUITE = "testsuite"
     TESTSUITE_TRIGGERS = "testsuite-triggers"
+    # Of source items: a package name its Build-Depends, Build-Depends-Arch or Build-Depends-Indep names
+    # (activities/suites/build_dependencies.py says which relations count).
+    BUILD_DEPENDS = "build-depends"
 
 
 class SuiteRelation(Base):
@@ -44,10 +47,14 @@ class SuiteRelation(Base):
     package: Mapped[str] = mapped_column(Text)  # the binary's name, or the source's name for source items
     source: Mapped[str] = mapped_column(Text)
     architecture: Mapped[str] = mapped_column(String(32))
+    # Build-Depends only: the architecture lists the relation is restricted to ("amd64 i386", "!hurd-any"),
+    # several joined by "|" when the name appears more than once; NULL: it applies on every architecture.
+    restriction: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         CheckConstraint(
-            "kind IN ('depends', 'pre-depends', 'provides', 'binary', 'testsuite', 'testsuite-triggers')",
+            "kind IN ('depends', 'pre-depends', 'provides', 'binary', 'testsuite', 'testsuite-triggers', "
+            "'build-depends')",
             name="kind_known",
         ),
         # Reverse lookups: who depends on / is triggered by these names.

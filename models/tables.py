@@ -226,3 +226,39 @@ Index(
     CollectionItem.data["campaign"].astext,
     postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'campaign') IS NOT NULL"),
 )
+
+# Confirmed regressions by package, newest first: the feeds and the notifier
+# (activities/services/newsworthy.py).
+Index(
+    "ix_collection_item_regression",
+    CollectionItem.data["package"].astext,
+    CollectionItem.id,
+    postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'verdict') = 'REGRESSION'"),
+)
+# The results site (web/): a package's build, lintian and autopkgtest runs, newest first; an upload run's
+# task history; a campaign's verdicts in page order; a package's campaign verdicts and references.
+Index(
+    "ix_artifact_check_source",
+    Artifact.data["source"].astext,
+    Artifact.id.desc(),
+    postgresql_where=text("category IN ('debian:autopkgtest', 'debian:package-build-log', 'debian:lintian')"),
+)
+Index(
+    "ix_task_history_workflow_id",
+    TaskHistory.workflow_id,
+    postgresql_where=text("workflow_id IS NOT NULL"),
+)
+Index(
+    "ix_collection_item_campaign_verdict",
+    CollectionItem.data["campaign"].astext,
+    CollectionItem.data["verdict"].astext,
+    CollectionItem.data["package"].astext,
+    CollectionItem.data["architecture"].astext,
+    postgresql_where=text(f"category = '{QA_RESULT_ITEM}' AND (data ->> 'campaign') IS NOT NULL"),
+)
+Index(
+    "ix_collection_item_qa_package",
+    CollectionItem.data["package"].astext,
+    CollectionItem.id.desc(),
+    postgresql_where=text(f"category = '{QA_RESULT_ITEM}'"),
+)

@@ -21,6 +21,9 @@ class ArtifactCategory(enum.StrEnum):
     LINTIAN = "debian:lintian"
     AUTOPKGTEST = "debian:autopkgtest"
     SYSTEM_TARBALL = "debian:system-tarball"  # a build and test environment (unshare executor)
+    DEBDIFF = "debian:debdiff"  # an upload against the suite's version: source, binaries, lintian tags
+    BLHC = "debian:blhc"  # missing hardening flags in a build log
+    PIUPARTS = "debian:piuparts"  # install, remove, purge and upgrade in an isolated testbed
 
 
 class CollectionCategory(enum.StrEnum):
@@ -68,6 +71,11 @@ class TaskName(enum.StrEnum):
     AUTOPKGTEST = "autopkgtest"
     SIMULATED_AUTOPKGTEST = "simulated-autopkgtest"
     ENVIRONMENT = "environment"  # making or waiting for a build and test environment
+    REBUILD = "rebuild"  # a rebuild campaign's build of a target (docs/rebuilds.md)
+    SIMULATED_REBUILD = "simulated-rebuild"
+    DEBDIFF = "debdiff"
+    BLHC = "blhc"
+    PIUPARTS = "piuparts"
 
 
 class ActivityName(enum.StrEnum):
@@ -81,6 +89,9 @@ class ActivityName(enum.StrEnum):
     RUN_LINTIAN = "run_lintian"
     RUN_AUTOPKGTEST = "run_autopkgtest"
     RECORD_TASK_ERROR = "record_task_error"
+    RUN_DEBDIFF = "run_debdiff"
+    RUN_BLHC = "run_blhc"
+    RUN_PIUPARTS = "run_piuparts"
     # campaigns
     PLAN_CAMPAIGN = "plan_campaign"
     CLAIM_REFERENCES = "claim_references"
@@ -89,12 +100,16 @@ class ActivityName(enum.StrEnum):
     RUN_CAMPAIGN_TEST = "run_campaign_test"
     RUN_ARCHIVE_TEST = "run_archive_test"
     RECORD_RUNS = "record_runs"
+    RUN_ARCHIVE_BUILD = "run_archive_build"  # rebuild campaigns, real executors
     # expiry
     SYNC_RUNNING_WORKFLOWS = "sync_running_workflows"
     PRUNE_QA_RESULTS = "prune_qa_results"
     EXPIRE_COLLECTION_ITEMS = "expire_collection_items"
     EXPIRE_ARTIFACTS = "expire_artifacts"
     COLLECT_ORPHAN_BLOBS = "collect_orphan_blobs"
+    # notifications (webhooks)
+    POLL_NEWS = "poll_news"
+    DELIVER_WEBHOOK = "deliver_webhook"
 
 
 class TestOutcome(enum.StrEnum):

@@ -3,8 +3,6 @@ and tested with the host executor against the upload and against the suite."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.storage.store import ArtifactStore
-from activities.suites.suite import import_suite
 from activities.tools.executors import installed_packages
-from client.api import submit_upload
-from client.campaigns import campaign_for_upload, start_campaign
-from client.local_archive import build_local_archive, hello_with_a_new_greeting, pool_directory
+from client.campaigns import start_campaign
+from client.local_archive import LocalArchive, pool_directory
 from models.campaign import CampaignInput, RunResult, Verdict
-from models.payloads import Check, TaskResult
 from models.tables import TaskHistory
+from tests.local_campaign import EXAMPLES, run_local_campaign
 from tests.test_pipeline import replay
-from worker.settings import PROJECT_ROOT, Settings
+from worker.settings import Settings
 
 # Real Debian tools end to end: minutes, not seconds (`pytest -m "not slow"` leaves it out).
 pytestmark = pytest.mark.slow
 
-EXAMPLES = PROJECT_ROOT / "examples"
 PACKAGES = ("hello-debflow", "hello-debflow-doc", "greeter-debflow")
 RELAY = "relay-debflow"
 
@@ -65,35 +60,20 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     store: ArtifactStore,
     tmp_path: Path,
 ) -> None:
-    suite = f"examples-{uuid.uuid4().hex[:8]}"
-    archive = await asyncio.to_thread(
-        build_local_archive,
-        tmp_path / "mirror",
-        [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow", relay_tree(tmp_path / "trees")],
-        suite=suite,
-    )
     missing = f"{pool_directory(RELAY)}/{RELAY}_1.0.tar.xz"
-    (archive.root / missing).unlink()  # still listed in Sources, like a mirror mid-sync
-    import_suite(
-        sessions=sessions,
-        name=suite,
-        sources=archive.sources,
-        packages=archive.packages,
-        release=archive.release,
-        keyring=archive.keyring,
-        mirror=archive.mirror,
-    )
-    (tmp_path / "upload").mkdir()
-    dsc = await asyncio.to_thread(hello_with_a_new_greeting, tmp_path / "upload")
-    upload = await submit_upload(
-        client, settings, settings.database_url or "", dsc, checks=[Check.BUILD], again=True
-    )
-    assert (await upload.result()).result == TaskResult.SUCCESS
 
-    params = await campaign_for_upload(client, upload.id, suite=suite)
-    assert params.trigger_source == "hello-debflow" and params.trigger_version == "1.1"
-    campaign = await start_campaign(client, params, settings.task_queue)
-    report = await asyncio.wait_for(campaign.result(), timeout=600)
+    def drop_relay_tarball(archive: LocalArchive) -> None:
+        (archive.root / missing).unlink()  # still listed in Sources, like a mirror mid-sync
+
+    run = await run_local_campaign(
+        client,
+        settings,
+        sessions,
+        tmp_path,
+        [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow", relay_tree(tmp_path / "trees")],
+        before_import=drop_relay_tarball,
+    )
+    archive, report = run.archive, run.report
 
     assert not report.simulated
     # hello-debflow itself: its updated tests pass with 1.1 and its old ones with 1.0; the target whose
@@ -119,14 +99,14 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     assert artifact.data["virt_server"] == "host:null" and artifact.data["exit_code"] == 4
     assert installed_packages(list(PACKAGES)) == [], "the host executor must remove what the tests installed"
     # Both runs of the untestable target are infrastructure errors in the task history (`debflow status`).
-    batch = f"{campaign.id}-amd64-batch-0000"
+    batch = f"{run.campaign_id}-amd64-batch-0000"
     with sessions() as session:
         runs = session.scalars(
             select(TaskHistory).where(TaskHistory.workflow_id == batch, TaskHistory.subject == RELAY)
         ).all()
     assert sorted(r.context.rsplit("/", 1)[1] for r in runs) == ["new", "reference"]
     assert {r.result for r in runs} == {"error"} and all(missing in r.data["cause"] for r in runs)
-    await replay(client, campaign.id, "campaign-root-real-untestable")
+    await replay(client, run.campaign_id, "campaign-root-real-untestable")
     await replay(client, batch, "campaign-batch-real-untestable")
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCT = ("workflows", "activities", "models", "worker", "client")
+PRODUCT = ("workflows", "activities", "models", "worker", "client", "web")
 PACKAGES = (*PRODUCT, "support")
 
 
@@ -92,6 +92,8 @@ def test_the_packages_import_each_other_one_way() -> None:
     # Orchestration and the data model depend on no side effects.
     assert packages["models"] == set()
     assert packages["workflows"] <= {"models"}
+    # The site reads; it never starts work the way the client does.
+    assert "client" not in packages["web"]
 
 
 def test_bench_and_the_product_import_nothing_from_tests() -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from activities.tools.testbed_inputs import suite_index
 from sqlalchemy.orm import Session, sessionmaker
 
 from activities.campaigns.archive_files import PoolCache
@@ -20,6 +19,7 @@ from activities.storage.store import ArtifactStore
 from activities.suites.suite import import_suite
 from activities.tools.environments import EnvironmentStore
 from activities.tools.executors import Hooks
+from activities.tools.testbed_inputs import suite_index
 from activities.tools.testbeds import Testbeds
 from activities.tools.unshare import UnshareExecutor
 from client.local_archive import LocalArchive, build_local_archive, run

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from client.api import submit_upload
-from client.status import queue_status
 from models.payloads import Check, TaskResult
 from models.tables import TaskHistory
 from tests.conftest import subprocess_env
 from worker.main import capabilities
 from worker.settings import PROJECT_ROOT, Settings
+from worker.task_queues import queue_status
 from workflows import queues
 
 

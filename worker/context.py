@@ -27,8 +27,10 @@ class Context:
     raises `worker.connect.NotConfigured`. `close` releases what was made.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pool_size: int = 0) -> None:
         self.settings = settings
+        # A long-running server (`debflow serve`) keeps connections; a command makes a few transactions.
+        self.pool_size = pool_size
         self._client: Client | None = None
         self._engine: Engine | None = None
 
@@ -62,9 +64,12 @@ class Context:
 
     @property
     def engine(self) -> Engine:
-        """No pool: a command makes a few short transactions."""
+        """No pool unless asked for: a command makes a few short transactions."""
         if self._engine is None:
-            self._engine = make_engine(self.database_url, poolclass=NullPool)
+            if self.pool_size:
+                self._engine = make_engine(self.database_url, pool_size=self.pool_size, max_overflow=0)
+            else:
+                self._engine = make_engine(self.database_url, poolclass=NullPool)
         return self._engine
 
     @functools.cached_property

@@ -154,8 +154,13 @@ class DevStack:
             "target_host": self.temporal_address,
             "namespace": self.namespace,
         }
-        await ensure_expiry_schedule(await connect_temporal(arguments), self.settings)
+        client = await connect_temporal(arguments)
+        await ensure_expiry_schedule(client, self.settings)
         self.say(f"Schedule     {EXPIRY_SCHEDULE_ID} (expiry every {self.settings.expiry_interval_s:g} s)")
+        from worker.notifier_start import ensure_notifier
+
+        notifier = await ensure_notifier(client, self.settings)
+        self.say(f"Notifier     {notifier.id} (webhooks to {len(self.settings.webhook_urls)} URL(s))")
 
     def _record(self) -> None:
         record = {

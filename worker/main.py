@@ -18,12 +18,14 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.campaigns.archive_builds import ArchiveBuilds
 from activities.campaigns.archive_files import PoolCache
-from activities.campaigns.archive_tests import ArchiveTests
 from activities.campaigns.campaign_tasks import CampaignTasks
 from activities.campaigns.simulated_tests import SimulatedTests
 from activities.faults import FaultInjector
 from activities.metrics import Metrics, instrument_engine
+from activities.qa.tasks import QaTasks
+from activities.services.webhooks import WebhookActivities
 from activities.storage.expiry import ExpiryActivities
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
@@ -41,10 +43,18 @@ from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
 from workflows.expiry import ExpiryWorkflow
+from workflows.notifier import NotifierWorkflow, WebhookDeliveryWorkflow
 from workflows.queues import Capability, Kind, parse_capabilities
 from workflows.upload_pipeline import UploadPipelineWorkflow
 
-WORKFLOWS: Sequence[type] = (UploadPipelineWorkflow, CampaignWorkflow, CampaignBatchWorkflow, ExpiryWorkflow)
+WORKFLOWS: Sequence[type] = (
+    UploadPipelineWorkflow,
+    CampaignWorkflow,
+    CampaignBatchWorkflow,
+    ExpiryWorkflow,
+    NotifierWorkflow,
+    WebhookDeliveryWorkflow,
+)
 
 log = logging.getLogger("debflow.worker")
 
@@ -105,17 +115,21 @@ def capabilities(settings: Settings, text: str | None = None) -> list[Capability
     return found
 
 
-def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
-    """The executor the settings name: `unshare` (the default) or `host` (development only)."""
-    if settings.executor == "host":
-        return HostExecutor()
-    environments = EnvironmentStore(
+def environment_store(settings: Settings, store: ArtifactStore) -> EnvironmentStore:
+    """The build and test environment tarballs of this worker's mirror."""
+    return EnvironmentStore(
         store=store,
         mirror=settings.mirror,
         cache_dir=settings.scratch_dir / "environments",
         max_age_days=settings.environment_max_age_days,
         expiration_days=settings.artifact_expiration_days,
     )
+
+
+def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
+    """The executor the settings name: `unshare` (the default) or `host` (development only)."""
+    if settings.executor == "host":
+        return HostExecutor()
     testbeds = Testbeds(
         root=settings.scratch_dir / "testbeds",
         # The same directory as the campaigns' cache: a pool file is downloaded once per host for both.
@@ -126,7 +140,7 @@ def make_executor(settings: Settings, store: ArtifactStore) -> Executor:
         base_suite=settings.testbed_base_suite,
         max_age_days=settings.environment_max_age_days,
     )
-    return UnshareExecutor(environments, testbeds)
+    return UnshareExecutor(environment_store(settings, store), testbeds)
 
 
 def build_worker(
@@ -155,6 +169,12 @@ def build_worker(
         journal=settings.fault_journal,
     )
     expiry = ExpiryActivities(sessions=sessions, store=store, client=client, metrics=metrics)
+    webhooks = WebhookActivities(
+        sessions=sessions,
+        urls=settings.webhook_urls,
+        secret=settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+        history_keep=settings.task_history_keep,
+    )
     runs = ToolRuns(
         sessions=sessions,
         store=store,
@@ -168,11 +188,15 @@ def build_worker(
         faults=faults,
     )
     uploads = DebianTasks(runs)
-    archive_tests = ArchiveTests(
+    pool_cache = PoolCache(
+        settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
+    )
+    # piuparts always runs in a testbed from the suite's environment tarball, whatever the executor.
+    qa = QaTasks(runs, pool_cache=pool_cache, environments=environment_store(settings, store))
+    # ArchiveBuilds is ArchiveTests with the rebuild campaigns' build activity: one pool cache for both.
+    archive_tests = ArchiveBuilds(
         runs,
-        pool_cache=PoolCache(
-            settings.scratch_dir / "archive-cache", max_age_days=settings.environment_max_age_days
-        ),
+        pool_cache=pool_cache,
         missing_file_tries=settings.missing_file_tries,
         missing_file_backoff_s=settings.missing_file_backoff_s,
     )
@@ -211,11 +235,13 @@ def build_worker(
             TaskErrors(sessions=sessions, history=history).record_task_error,
             *campaigns.database_activities(),
             *expiry.all(),
+            *webhooks.all(),
         ],
-        Kind.BUILD: [uploads.build_package],
-        Kind.LINTIAN: [uploads.run_lintian],
+        Kind.BUILD: [uploads.build_package, archive_tests.run_archive_build],
+        Kind.LINTIAN: [uploads.run_lintian, qa.run_debdiff, qa.run_blhc],
         Kind.TEST: [
             uploads.run_autopkgtest,
+            qa.run_piuparts,
             archive_tests.run_archive_test,
             simulated_tests.run_campaign_test,
         ],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +121,25 @@ class Settings(BaseSettings):
     expiry_lock_timeout_ms: int = Field(default=500, ge=1)
     expiry_statement_timeout_s: float = Field(default=30, gt=0)
     orphan_blob_grace_s: float = Field(default=6 * 3600, ge=0)
+
+    # Webhooks (docs/notifications.md): every newsworthy result and confirmed regression is POSTed to
+    # each URL (a JSON list), signed with HMAC-SHA256 under the secret.
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    notify_poll_interval_s: float = Field(default=30, gt=0)
+    webhook_timeout_s: float = Field(default=30, gt=0)
+    webhook_retry_max_interval_s: float = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _webhooks_signed(self) -> Settings:
+        bad = [u for u in self.webhook_urls if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", u)]
+        if bad:
+            raise ValueError(f"DEBFLOW_WEBHOOK_URLS: not an http(s) URL: {bad[0]!r}")
+        if self.webhook_urls and not (self.webhook_secret and self.webhook_secret.get_secret_value()):
+            raise ValueError(
+                "DEBFLOW_WEBHOOK_URLS is set but DEBFLOW_WEBHOOK_SECRET is not: webhooks are signed"
+            )
+        return self
 
     @property
     def store_dir(self) -> Path:

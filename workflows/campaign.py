@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
         BatchInput,
         BatchResult,
         CampaignInput,
+        CampaignKind,
         CampaignPlan,
         CampaignProgress,
         CampaignReport,
@@ -25,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.vocabulary import ActivityName
     from workflows import search_attributes as sa
-    from workflows.campaign_batch import CampaignBatchWorkflow
+    from workflows.campaign_batch import REBUILD_PATCH, CampaignBatchWorkflow
     from workflows.policies import DB_RETRY
 
 # Runs recorded before ids were bounded (models.identifiers) named their batches CAMPAIGN-ARCH-batch-NNNN
@@ -35,6 +36,10 @@ BOUNDED_IDS_PATCH = "bounded-identifiers"
 # Runs recorded before a cancelled campaign cancelled its running batches (they were terminated when it
 # closed, without releasing their reference claims).
 CANCEL_BATCHES_PATCH = "campaign-cancels-batches"
+
+
+# Targets per page of a rebuild's plan: about 300 kB of payload (Temporal's limit is 2 MB).
+PLAN_PAGE = 5000
 
 
 @workflow.defn(name="Campaign")
@@ -53,6 +58,8 @@ class CampaignWorkflow:
     async def run(self, params: CampaignInput) -> CampaignReport:
         info = workflow.info()
         mode = "SIMULATED " if params.simulation is not None else ""
+        rebuild = params.kind is CampaignKind.REBUILD and workflow.patched(REBUILD_PATCH)
+        what = "rebuild campaign" if rebuild else "campaign"
         if params.simulation is None and not (
             params.new_binary_artifact_ids and params.new_source_artifact_id
         ):
@@ -85,20 +92,23 @@ class CampaignWorkflow:
         batches: list[BatchInput] = []
         targets = 0
         for arch in params.architectures:
-            plan = await workflow.execute_activity(
-                ActivityName.PLAN_CAMPAIGN,
-                PlanInput(
-                    trigger_source=params.trigger_source,
-                    trigger_binaries=params.trigger_binaries,
-                    suite=params.suite,
-                    architecture=arch,
-                    simulated=params.simulation is not None,
-                ),
-                result_type=CampaignPlan,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=DB_RETRY,
-                summary=f"plan {params.trigger_source} in {params.suite} {arch}",
-            )
+            if rebuild:
+                plan = await self._plan_pages(params, arch)
+            else:
+                plan = await workflow.execute_activity(
+                    ActivityName.PLAN_CAMPAIGN,
+                    PlanInput(
+                        trigger_source=params.trigger_source,
+                        trigger_binaries=params.trigger_binaries,
+                        suite=params.suite,
+                        architecture=arch,
+                        simulated=params.simulation is not None,
+                    ),
+                    result_type=CampaignPlan,
+                    start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=DB_RETRY,
+                    summary=f"plan {params.trigger_source} in {params.suite} {arch}",
+                )
             planned = plan.targets
             if params.target_limit:
                 # The trigger's own tests first: a quick campaign should include them.
@@ -125,7 +135,7 @@ class CampaignWorkflow:
         )
         workflow.upsert_memo(
             {
-                "summary": f"{mode}campaign for {params.trigger_source} "
+                "summary": f"{mode}{what} for {params.trigger_source} "
                 f"{params.trigger_version}: {targets} targets in {len(batches)} batches"
             }
         )
@@ -143,12 +153,13 @@ class CampaignWorkflow:
         )
         workflow.upsert_memo(
             {
-                "summary": f"{mode}campaign for {params.trigger_source} "
+                "summary": f"{mode}{what} for {params.trigger_source} "
                 f"{params.trigger_version}: {targets} targets, {regressions} regressions"
             }
         )
         return CampaignReport(
             workflow_id=info.workflow_id,
+            kind=CampaignKind.REBUILD if rebuild else CampaignKind.TEST,
             trigger_source=params.trigger_source,
             trigger_version=params.trigger_version,
             suite=params.suite,
@@ -163,6 +174,45 @@ class CampaignWorkflow:
             batches=len(batches),
             max_history_events=max(total.max_history_events, info.get_current_history_length()),
         )
+
+    async def _plan_pages(self, params: CampaignInput, arch: str) -> CampaignPlan:
+        """A rebuild's plan, page by page: an archive rebuild's targets do not fit one payload."""
+        plan: CampaignPlan | None = None
+        while True:
+            offset = len(plan.targets) if plan else 0
+            page: CampaignPlan = await workflow.execute_activity(
+                ActivityName.PLAN_CAMPAIGN,
+                PlanInput(
+                    trigger_source=params.trigger_source,
+                    trigger_binaries=params.trigger_binaries,
+                    suite=params.suite,
+                    architecture=arch,
+                    simulated=params.simulation is not None,
+                    kind=CampaignKind.REBUILD,
+                    all_sources=params.all_sources,
+                    offset=offset,
+                    limit=PLAN_PAGE,
+                ),
+                result_type=CampaignPlan,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=DB_RETRY,
+                summary=f"plan rebuilds of {params.trigger_source} in {params.suite} {arch} from {offset}",
+            )
+            if plan is not None and page.suite_state != plan.suite_state:
+                raise ApplicationError(
+                    f"suite {params.suite} was imported again while the rebuild was planned: start it again",
+                    type="BadCampaign",
+                    non_retryable=True,
+                )
+            if plan is None:
+                plan = page
+            else:
+                plan.targets += page.targets
+            done = len(page.targets) < PLAN_PAGE or (
+                params.target_limit is not None and len(plan.targets) >= params.target_limit
+            )
+            if done:
+                return plan
 
     async def _run_batches(self, params: CampaignInput, batches: list[BatchInput]) -> BatchResult:
         """A sliding window of `batches_in_flight` child workflows."""

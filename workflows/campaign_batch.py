@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
         BatchInput,
         BatchProgress,
         BatchResult,
+        CampaignKind,
         CampaignTarget,
         ClaimReferencesInput,
         ClaimReferencesResult,
@@ -52,6 +53,9 @@ UNTESTABLE_PATCH = "campaign-untestable-targets"
 RELEASE_PATCH = "campaign-batch-releases-claims"
 # Runs recorded before every target's verdict was stored with the chunk's task history.
 VERDICTS_PATCH = "campaign-verdicts-stored"
+# Rebuild campaigns (docs/rebuilds.md): the same workflows planning build-dependencies and building the
+# targets. Only runs started as rebuilds take this path; the marker dates them.
+REBUILD_PATCH = "rebuild-campaigns"
 # An UNTESTABLE target's cause is kept short: it travels in every batch result and campaign report.
 CAUSE_CHARS = 300
 
@@ -76,6 +80,8 @@ class CampaignBatchWorkflow:
         # the current chunk: what a failed or cancelled batch gives up.
         self._claimed: dict[str, ReferenceKey] = {}
         self._runs: list[asyncio.Future[RunOutcome]] = []
+        self._kind = CampaignKind.TEST
+        self._build_queue: str | None = None
 
     @workflow.query
     def progress(self) -> BatchProgress:
@@ -117,6 +123,8 @@ class CampaignBatchWorkflow:
     async def _run(self, params: BatchInput) -> BatchResult:
         done, remaining = params.done, list(params.targets)
         campaign = params.campaign
+        if campaign.kind is CampaignKind.REBUILD and workflow.patched(REBUILD_PATCH):
+            self._kind = CampaignKind.REBUILD
         self._context = RunContext(
             trigger_source=campaign.trigger_source,
             trigger_version=campaign.trigger_version,
@@ -126,10 +134,14 @@ class CampaignBatchWorkflow:
             simulation=campaign.simulation,
             new_source_artifact_id=campaign.new_source_artifact_id,
             new_binary_artifact_ids=campaign.new_binary_artifact_ids,
+            kind=self._kind,
         )
         # Runs recorded before worker pools scheduled tests on the batch's own queue.
         if workflow.patched(QUEUES_PATCH):
             self._test_queue = queues.test_queue(workflow.info().task_queue, params.architecture)
+            # Real rebuilds are builds: they go where the build workers are (simulated ones stay on
+            # the test queue, with the simulated activity).
+            self._build_queue = queues.build_queue(workflow.info().task_queue, params.architecture)
         chunk_size = max(1, params.campaign.tests_in_flight // 2)
         self._progress = BatchProgress(
             targets=params.done_targets + len(remaining),
@@ -174,6 +186,7 @@ class CampaignBatchWorkflow:
             architecture=params.architecture,
             suite=params.campaign.suite,
             suite_state=params.suite_state,
+            kind=self._kind,
         )
 
     async def _claim(self, params: BatchInput, keys: list[ReferenceKey]) -> ClaimReferencesResult:
@@ -197,12 +210,14 @@ class CampaignBatchWorkflow:
     ) -> asyncio.Future[RunOutcome]:
         campaign, context = params.campaign, self._context
         assert context is not None
-        label = f"autopkgtest {target.source} {target.version} {params.architecture} ({side}"
+        tool = "sbuild" if self._kind is CampaignKind.REBUILD else "autopkgtest"
+        label = f"{tool} {target.source} {target.version} {params.architecture} ({side}"
         label += ", re-run)" if attempt > 1 else ")"
         request = RunRequest(
             target=CampaignTarget(source=target.source, version=target.version), side=side, attempt=attempt
         )
         arg: RunRequest | RunInput
+        queue = self._test_queue
         if campaign.simulation is not None:
             # Simulated runs are instant: their input stays small, the activity asks for the context.
             activity, arg, label = ActivityName.RUN_CAMPAIGN_TEST, request, f"simulated {label}"
@@ -212,11 +227,13 @@ class CampaignBatchWorkflow:
             if side is not Side.NEW:  # the reference side installs nothing of the upload
                 arg = arg.model_copy(update={"new_source_artifact_id": None, "new_binary_artifact_ids": []})
             activity = ActivityName.RUN_ARCHIVE_TEST
+            if self._kind is CampaignKind.REBUILD:
+                activity, queue = ActivityName.RUN_ARCHIVE_BUILD, self._build_queue
         run = workflow.start_activity(
             activity,
             arg,
             result_type=RunOutcome,
-            task_queue=self._test_queue,
+            task_queue=queue,
             start_to_close_timeout=timedelta(seconds=campaign.test_timeout_s),
             heartbeat_timeout=timedelta(minutes=2),
             retry_policy=CAMPAIGN_TEST_RETRY,
@@ -341,6 +358,7 @@ class CampaignBatchWorkflow:
                 runs=records,
                 campaign_id=params.campaign_id if stored else None,
                 verdicts=stored,
+                kind=self._kind,
             ),
             start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
             retry_policy=DB_RETRY,

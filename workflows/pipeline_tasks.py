@@ -13,6 +13,8 @@ from models.vocabulary import TaskName
 
 TASK_NAMES = (TaskName.BUILD, TaskName.LINTIAN, TaskName.AUTOPKGTEST)
 CHECKS = (TaskName.LINTIAN, TaskName.AUTOPKGTEST)  # what tests a build, so what a failed build skips
+# Opt-in checks of a build (activities/qa/): a run has reports for the ones its submit named only.
+QA_CHECKS = (TaskName.DEBDIFF, TaskName.BLHC, TaskName.PIUPARTS)
 
 
 def task_key(name: str, architecture: str) -> str:
@@ -44,10 +46,10 @@ class PipelineTasks:
     def __init__(self) -> None:
         self.reports: dict[str, TaskReport] = {}
 
-    def add(self, architectures: list[str]) -> None:
-        """Every task of every architecture, pending."""
+    def add(self, architectures: list[str], qa_checks: tuple[str, ...] = ()) -> None:
+        """Every task of every architecture, pending (with the QA checks named)."""
         for arch in architectures:
-            for name in TASK_NAMES:
+            for name in (*TASK_NAMES, *(n for n in QA_CHECKS if n in qa_checks)):
                 self.reports[task_key(name, arch)] = TaskReport(
                     name=name, architecture=arch, status=TaskStatus.PENDING
                 )
@@ -131,6 +133,8 @@ class PipelineTasks:
 
     def skip(self, architecture: str, names: tuple[str, ...], reason: str) -> None:
         for name in names:
+            if task_key(name, architecture) not in self.reports:
+                continue  # a QA check this run was not asked for
             task = self.get(name, architecture)
             if task.status == TaskStatus.SKIPPED and task.summary == reason:
                 continue  # skipped again for the same reason in a retry: not a new attempt
@@ -156,7 +160,7 @@ class PipelineTasks:
             if task_key("build", arch) in failed:
                 steps.append(RetryStep(arch, first, rebuild=True))
                 continue
-            checks = tuple(n for n in CHECKS if task_key(n, arch) in failed)
+            checks = tuple(n for n in (*CHECKS, *QA_CHECKS) if task_key(n, arch) in failed)
             if checks:
                 steps.append(RetryStep(arch, first, rebuild=arch not in built, checks=checks))
         return steps

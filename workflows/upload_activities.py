@@ -51,17 +51,27 @@ def task_queue(task: str, arch: str) -> str:
     control = workflow.info().task_queue
     if task == "build":
         return queues.build_queue(control, arch)
-    if task == "lintian":
+    if task in ("lintian", "debdiff", "blhc"):  # static checks of files: lintian's host capability
         return queues.lintian_queue(control)
     return queues.test_queue(control, arch)
 
 
 def capability(task: str, arch: str) -> str:
-    return {"build": f"build:{arch}", "lintian": "lintian"}.get(task, f"test:{arch}")
+    return {"build": f"build:{arch}", "lintian": "lintian", "debdiff": "lintian", "blhc": "lintian"}.get(
+        task, f"test:{arch}"
+    )
 
 
 def ceiling(policy: TaskTimeouts, task: str) -> float:
-    return {"build": policy.build_s, "lintian": policy.lintian_s, "autopkgtest": policy.autopkgtest_s}[task]
+    return {
+        "build": policy.build_s,
+        "lintian": policy.lintian_s,
+        "autopkgtest": policy.autopkgtest_s,
+        # The QA checks take the ceilings of their kind: static checks lintian's, piuparts a test's.
+        "debdiff": policy.lintian_s,
+        "blhc": policy.lintian_s,
+        "piuparts": policy.autopkgtest_s,
+    }[task]
 
 
 async def describe_upload(params: UploadPipelineInput, *, with_architectures: bool) -> UploadDescription:

@@ -23,13 +23,17 @@ with workflow.unsafe.imports_passed_through():
     from models.architectures import builds_on, recorded_wildcard_matches
     from models.payloads import (
         AutopkgtestResult,
+        BlhcResult,
         BuildInput,
         BuildResult,
         Check,
         CheckInput,
         CheckResult,
+        DebdiffResult,
         LintianResult,
         PipelineProgress,
+        PiupartsResult,
+        QaCheckInput,
         TaskErrorInput,
         TaskResult,
         TaskTimeouts,
@@ -40,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from models.vocabulary import ActivityName
     from workflows import search_attributes as sa
     from workflows import upload_activities as calls
-    from workflows.pipeline_tasks import CHECKS, TASK_NAMES, PipelineTasks
+    from workflows.pipeline_tasks import CHECKS, QA_CHECKS, TASK_NAMES, PipelineTasks, task_key
 
 # Runs recorded before issue 5 (tests/histories/upload-pipeline-*-debflow.json) took none of these paths:
 # timeouts from task history, the retry window and retry_failed.
@@ -50,6 +54,15 @@ QUEUES_PATCH = "capability-queues"
 # Runs recorded before this patch kept a retry window open, took timeouts from their input, judged
 # Architecture wildcards themselves and recorded no task-history row for an errored task.
 ENDS_WITH_TASKS_PATCH = "ends-with-its-tasks"
+# Runs recorded before the opt-in QA checks (debdiff, blhc, piuparts: activities/qa/) could run them.
+QA_CHECKS_PATCH = "upload-qa-checks"
+
+# Each QA check: its activity and result.
+QA_ACTIVITIES: dict[str, tuple[str, type[CheckResult]]] = {
+    "debdiff": (ActivityName.RUN_DEBDIFF, DebdiffResult),
+    "blhc": (ActivityName.RUN_BLHC, BlhcResult),
+    "piuparts": (ActivityName.RUN_PIUPARTS, PiupartsResult),
+}
 
 
 @workflow.defn(name="UploadPipeline")
@@ -70,6 +83,7 @@ class UploadPipelineWorkflow:
         self._open_until: datetime | None = None
         self._capability_queues = False
         self._ends_with_tasks = False
+        self._qa_checks = False
 
     @workflow.query
     def progress(self) -> PipelineProgress:
@@ -152,6 +166,7 @@ class UploadPipelineWorkflow:
         current = workflow.patched(RETRIES_PATCH)
         self._capability_queues = workflow.patched(QUEUES_PATCH)
         self._ends_with_tasks = workflow.patched(ENDS_WITH_TASKS_PATCH)
+        self._qa_checks = workflow.patched(QA_CHECKS_PATCH)
         upload = self._upload = await calls.describe_upload(params, with_architectures=self._ends_with_tasks)
         workflow.upsert_search_attributes(
             [
@@ -180,7 +195,8 @@ class UploadPipelineWorkflow:
             self._rounds = params.previous.retry_rounds + 1
             await self._retry_round()
         else:
-            self._tasks.add(params.architectures)
+            qa = tuple(str(c) for c in params.tasks if str(c) in QA_CHECKS) if self._qa_checks else ()
+            self._tasks.add(params.architectures, qa)
             await asyncio.gather(
                 *(self._architecture(arch, first=i == 0) for i, arch in enumerate(params.architectures))
             )
@@ -227,11 +243,11 @@ class UploadPipelineWorkflow:
         # Like Debian's buildds, arch:all packages are built once, with the first architecture.
         arch_all = first and "all" in upload.architecture
         if Check.BUILD not in params.tasks:
-            return self._skip(arch, TASK_NAMES, "build not requested")
+            return self._skip(arch, (*TASK_NAMES, *QA_CHECKS), "build not requested")
         if not (self._arch_specific(upload, arch) or arch_all):
             return self._skip(
                 arch,
-                TASK_NAMES,
+                (*TASK_NAMES, *QA_CHECKS),
                 f"nothing to build for {arch} (Architecture: {' '.join(upload.architecture)})",
             )
         build = await self._run_task(
@@ -249,9 +265,9 @@ class UploadPipelineWorkflow:
             BuildResult,
         )
         if not isinstance(build, BuildResult) or build.result != TaskResult.SUCCESS:
-            return self._skip(arch, CHECKS, "build failed" if build else "build errored")
+            return self._skip(arch, (*CHECKS, *QA_CHECKS), "build failed" if build else "build errored")
         self._builds[arch] = build
-        await self._checks(arch, build, CHECKS)
+        await self._checks(arch, build, (*CHECKS, *QA_CHECKS))
         return None
 
     async def _checks(self, arch: str, build: BuildResult, names: tuple[str, ...]) -> None:
@@ -282,6 +298,13 @@ class UploadPipelineWorkflow:
                         "autopkgtest", arch, ActivityName.RUN_AUTOPKGTEST, check, AutopkgtestResult
                     )
                 )
+        # The QA checks a run has reports for: those its submit named, in runs that know them.
+        qa = [n for n in QA_CHECKS if n in names and task_key(n, arch) in self._tasks.reports]
+        if qa:
+            qa_input = QaCheckInput(**check.model_dump(), build_log_artifact_id=build.log_artifact_id)
+            for name in qa:
+                activity, result_type = QA_ACTIVITIES[name]
+                checks.append(self._run_task(name, arch, activity, qa_input, result_type))
         await asyncio.gather(*checks)
 
     async def _run_task(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -22,6 +22,7 @@ from activities.errors import translate_errors
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
 from models.campaign import (
+    CampaignKind,
     CampaignPlan,
     CampaignTarget,
     ClaimReferencesInput,
@@ -32,8 +33,13 @@ from models.campaign import (
     RunOutcome,
     RunResult,
     StoreReferencesInput,
+    longest_first,
 )
 from models.vocabulary import ActivityName, CollectionCategory, ItemCategory, TaskName, TaskResult
+
+if TYPE_CHECKING:
+    from activities.suites.build_dependencies import RebuildTarget
+    from activities.suites.suite import TestTarget
 
 QA_RESULTS = CollectionCategory.QA_RESULTS
 # The task history's result of a run: an UNTESTABLE run is an infrastructure error (`debflow status`).
@@ -87,6 +93,13 @@ _EXPECTED = text(
 ).bindparams(bindparam("sources", type_=ARRAY(Text)))
 
 
+def history_task(kind: CampaignKind, *, simulated: bool) -> TaskName:
+    """The task-history name of a campaign's runs."""
+    if kind is CampaignKind.REBUILD:
+        return TaskName.SIMULATED_REBUILD if simulated else TaskName.REBUILD
+    return TaskName.SIMULATED_AUTOPKGTEST if simulated else TaskName.AUTOPKGTEST
+
+
 def _collection_id(session: Session, suite: str) -> int:
     session.execute(_ENSURE_COLLECTION, {"suite": suite, "category": QA_RESULTS})
     return int(session.execute(_COLLECTION_ID, {"suite": suite, "category": QA_RESULTS}).scalar_one())
@@ -114,30 +127,42 @@ class CampaignTasks:
 
     @activity.defn(name=ActivityName.PLAN_CAMPAIGN)
     def plan_campaign(self, params: PlanInput) -> CampaignPlan:
+        from activities.suites.build_dependencies import rebuild_targets
         from activities.suites.suite import reverse_dependency_targets, source_binaries, suite_state
 
         with translate_errors(), self.sessions() as session:
             state = suite_state(session=session, suite=params.suite)
-            binaries = (
-                params.trigger_binaries
-                or source_binaries(session=session, suite=params.suite, source=params.trigger_source)[1]
-            )
-            targets = reverse_dependency_targets(
-                session=session,
-                suite=params.suite,
-                binaries=binaries,
-                architecture=params.architecture,
-                include_source=params.trigger_source,
-            )
+            binaries = params.trigger_binaries
+            if not binaries and not params.all_sources:
+                binaries = source_binaries(session=session, suite=params.suite, source=params.trigger_source)[
+                    1
+                ]
+            targets: Sequence[TestTarget | RebuildTarget]
+            if params.kind is CampaignKind.REBUILD:
+                targets = rebuild_targets(
+                    session=session,
+                    suite=params.suite,
+                    binaries=binaries,
+                    architecture=params.architecture,
+                    all_sources=params.all_sources,
+                    exclude_source=params.trigger_source,
+                )
+            else:
+                targets = reverse_dependency_targets(
+                    session=session,
+                    suite=params.suite,
+                    binaries=binaries,
+                    architecture=params.architecture,
+                    include_source=params.trigger_source,
+                )
             expected = self._expected_durations(session, params, [t.source for t in targets])
-        return CampaignPlan(
-            suite_state=state,
-            trigger_binaries=list(binaries),
-            targets=[
-                CampaignTarget(source=t.source, version=t.version, expected_s=expected.get(t.source))
-                for t in targets
-            ],
-        )
+        planned = [
+            CampaignTarget(source=t.source, version=t.version, expected_s=expected.get(t.source))
+            for t in targets
+        ]
+        if params.limit is not None:
+            planned = longest_first(planned)[params.offset : params.offset + params.limit]
+        return CampaignPlan(suite_state=state, trigger_binaries=list(binaries), targets=planned)
 
     @staticmethod
     def _expected_durations(session: Session, params: PlanInput, sources: list[str]) -> dict[str, float]:
@@ -145,7 +170,7 @@ class CampaignTasks:
         rows = session.execute(
             _EXPECTED,
             {
-                "task": TaskName.SIMULATED_AUTOPKGTEST if params.simulated else TaskName.AUTOPKGTEST,
+                "task": history_task(params.kind, simulated=params.simulated),
                 "context": f"{params.suite}/{params.architecture}/new",
                 "sources": sources,
             },
@@ -251,7 +276,8 @@ class CampaignTasks:
     @staticmethod
     def _item_data(key: dict[str, Any], **fields: Any) -> dict[str, Any]:
         # task/package/architecture are what retention groups QA results by.
-        return {"task": "autopkgtest", "package": key["source"], **key, **fields}
+        task = "rebuild" if key.get("kind") == CampaignKind.REBUILD else "autopkgtest"
+        return {"task": task, "package": key["source"], **key, **fields}
 
     @activity.defn(name=ActivityName.STORE_REFERENCE_RESULTS)
     def store_reference_results(self, params: StoreReferencesInput) -> int:
@@ -295,7 +321,7 @@ class CampaignTasks:
                 store_verdicts(
                     session, suite=params.suite, campaign_id=params.campaign_id, verdicts=params.verdicts
                 )
-        task = TaskName.SIMULATED_AUTOPKGTEST if params.simulated else TaskName.AUTOPKGTEST
+        task = history_task(params.kind, simulated=params.simulated)
         workflow_id = activity.info().workflow_id
         rows = [
             {

@@ -19,8 +19,8 @@ from activities.campaigns import simulated
 from activities.faults import NO_FAULTS, FaultInjector
 from activities.storage.history import WORKER_IDENTITY
 from activities.storage.store import ArtifactStore, NewArtifact, StoredArtifact
-from models.artifacts import AutopkgtestData, AutopkgtestTestResult
-from models.campaign import RunContext, RunInput, RunOutcome, RunRequest, RunResult
+from models.artifacts import ArtifactData, AutopkgtestData, AutopkgtestTestResult, PackageBuildLogData
+from models.campaign import CampaignKind, RunContext, RunInput, RunOutcome, RunRequest, RunResult
 from models.vocabulary import ActivityName, ArtifactCategory, TaskResult, autopkgtest_result
 
 log = logging.getLogger("debflow.resume")
@@ -30,6 +30,11 @@ EXIT_CODES = {RunResult.PASS: 0, RunResult.FAIL: 4, RunResult.NEUTRAL: 8}
 
 def campaign_outcome_from(stored: list[StoredArtifact]) -> RunOutcome | None:
     """A simulated campaign test stores a log only for a FAIL: that log is its whole outcome."""
+    built = next((a for a in stored if a.category == ArtifactCategory.PACKAGE_BUILD_LOG), None)
+    if built is not None:  # a simulated rebuild's failed build
+        return RunOutcome(
+            result=RunResult.FAIL, exit_code=int(built.data["exit_code"]), log_artifact_id=built.id
+        )
     found = next((a for a in stored if a.category == ArtifactCategory.AUTOPKGTEST), None)
     if found is None or found.data.get("result") != TaskResult.FAILURE:
         return None
@@ -114,24 +119,68 @@ class SimulatedTests:
             params.side,
             params.attempt,
         )
+        if params.kind is CampaignKind.REBUILD:
+            # A build passes or fails: no tests, no NEUTRAL (the simulation's share of those builds).
+            result = RunResult.FAIL if result is RunResult.FAIL else RunResult.PASS
+            tests = {}
         deadline = time.monotonic() + duration
         while (left := deadline - time.monotonic()) > 0:
             activity.heartbeat()
             await asyncio.sleep(min(left, 1.0))  # a cancellation arrives here as CancelledError
         log_id = None
-        if result is RunResult.FAIL:
+        if result is RunResult.FAIL and params.kind is CampaignKind.REBUILD:
+            log_id = await asyncio.to_thread(self._store_simulated_build_log, params)
+            self.faults.after_store(ActivityName.RUN_CAMPAIGN_TEST)
+        elif result is RunResult.FAIL:
             log_id = await asyncio.to_thread(self._store_simulated_log, params, result, tests)
             self.faults.after_store(ActivityName.RUN_CAMPAIGN_TEST)
         elapsed = time.monotonic() - clock
         return RunOutcome(
             result=result,
-            exit_code=EXIT_CODES[result],
+            exit_code=(0 if result is RunResult.PASS else 1)
+            if params.kind is CampaignKind.REBUILD
+            else EXIT_CODES[result],
             tests=tests,
             log_artifact_id=log_id,
             duration_s=elapsed,
             started_at=started,
             worker=WORKER_IDENTITY,
         )
+
+    def _store_simulated_build_log(self, params: RunInput) -> int:
+        """A simulated rebuild's failed build: a log saying plainly that nothing was built."""
+        target = params.target
+        text = (
+            f"SIMULATED build of {target.source} {target.version} on {params.architecture}\n"
+            f"side: {params.side}, attempt {params.attempt}, trigger {params.trigger_source} "
+            f"{params.trigger_version}\nnothing was built; outcome drawn by the simulated executor\n"
+        )
+        data = PackageBuildLogData(
+            source=target.source,
+            version=target.version,
+            architecture=params.architecture,
+            filename="simulated.build",
+            exit_code=1,
+            result=str(TaskResult.FAILURE),
+        )
+        return self._register(ArtifactCategory.PACKAGE_BUILD_LOG, data, text)
+
+    def _register(self, category: ArtifactCategory, data: ArtifactData, text: str) -> int:
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.scratch_dir, suffix=".log", delete=False) as f:
+            f.write(text)
+        path = Path(f.name)
+        try:
+            info = activity.info()
+            (artifact_id,) = self.store.register(
+                [NewArtifact(category, data, {"log": path}, f"{info.workflow_id}/{info.activity_id}/log")],
+                workflow_id=info.workflow_id,
+                activity_id=info.activity_id,
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=self.expiration_days),
+            )
+        finally:
+            path.unlink(missing_ok=True)
+        return artifact_id
 
     def _store_simulated_log(self, params: RunInput, result: RunResult, tests: dict[str, str]) -> int:
         """A log saying plainly that nothing ran: failures must have logs to link from the report."""

@@ -202,14 +202,14 @@ def _insert_new(session: Session, collection_id: int, indices: SuiteIndices) -> 
         {"id": collection_id},
     ).all()
     relations = [
-        (item_id, kind, target, collection_id, package, source, architecture)
+        (item_id, kind, target, collection_id, package, source, architecture, restriction)
         for item_id, name in created
-        for kind, target, package, source, architecture in indices.items[name].relations
+        for kind, target, package, source, architecture, restriction in indices.items[name].relations
     ]
     _copy(
         session,
-        "COPY suite_relation (item_id, kind, target, collection_id, package, source, architecture)"
-        " FROM STDIN",
+        "COPY suite_relation (item_id, kind, target, collection_id, package, source, architecture,"
+        " restriction) FROM STDIN",
         relations,
     )
     return len(created)

@@ -14,19 +14,22 @@ from typing import Any
 from debian import deb822
 from debian.deb822 import PkgRelation
 
+from activities.suites.build_dependencies import BUILD_DEPENDS_FIELDS, build_dependency_names
 from models.suite import BINARY_ITEM, SOURCE_ARCHITECTURE, SOURCE_ITEM, RelationKind
 
 SOURCE_FIELDS = [
     *("Package", "Version", "Binary", "Architecture", "Testsuite", "Testsuite-Triggers"),
-    *("Build-Depends", "Extra-Source-Only", "Directory", "Checksums-Sha256"),
+    *("Build-Depends", "Build-Depends-Arch", "Build-Depends-Indep", "Extra-Source-Only", "Directory"),
+    "Checksums-Sha256",
 ]
 BINARY_FIELDS = [
     *("Package", "Version", "Architecture", "Source", "Depends", "Pre-Depends", "Provides", "Filename"),
     *("SHA256", "Size"),
 ]
 
-# (kind, target, package, source, architecture): one row of the suite_relation table, less its ids.
-RelationRow = tuple[str, str, str, str, str]
+# (kind, target, package, source, architecture, restriction): one row of the suite_relation table, less
+# its ids; the restriction is that of build-dependencies (activities/suites/build_dependencies.py).
+RelationRow = tuple[str, str, str, str, str, str | None]
 
 
 class SuiteImportError(ValueError):
@@ -125,6 +128,8 @@ def source_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
         "testsuite": split_list(paragraph.get("Testsuite", "")),
         "testsuite_triggers": split_list(paragraph.get("Testsuite-Triggers", "")),
         "build_depends": paragraph.get("Build-Depends", ""),
+        "build_depends_arch": paragraph.get("Build-Depends-Arch", ""),
+        "build_depends_indep": paragraph.get("Build-Depends-Indep", ""),
         # Where the .dsc and its tarballs are, relative to the mirror root: what an executor downloads.
         "directory": paragraph.get("Directory", ""),
         "files": checksum_files(paragraph.get("Checksums-Sha256", ""), where),
@@ -135,13 +140,16 @@ def source_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
         data["extra_source_only"] = True
     else:
         relations = tuple(
-            (str(kind), target, name, name, SOURCE_ARCHITECTURE)
+            (str(kind), target, name, name, SOURCE_ARCHITECTURE, None)
             for kind, targets in (
                 (RelationKind.BINARY, data["binaries"]),
                 (RelationKind.TESTSUITE, data["testsuite"]),
                 (RelationKind.TESTSUITE_TRIGGERS, data["testsuite_triggers"]),
             )
             for target in targets
+        ) + tuple(
+            (str(RelationKind.BUILD_DEPENDS), target, name, name, SOURCE_ARCHITECTURE, restriction)
+            for target, restriction in _build_dependencies(paragraph, where).items()
         )
     return SuiteItem(SOURCE_ITEM, f"{name}_{version}", data, relations)
 
@@ -165,7 +173,7 @@ def binary_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
         "size": _size(paragraph, where),
     }
     relations = tuple(
-        (str(kind), target, name, source, architecture)
+        (str(kind), target, name, source, architecture, None)
         for kind, field in (
             (RelationKind.DEPENDS, "depends"),
             (RelationKind.PRE_DEPENDS, "pre_depends"),
@@ -174,6 +182,20 @@ def binary_item(paragraph: deb822.Deb822, where: Path) -> SuiteItem:
         for target in relation_names(data[field])
     )
     return SuiteItem(BINARY_ITEM, f"{name}_{version}_{architecture}", data, relations)
+
+
+def _build_dependencies(paragraph: deb822.Deb822, where: Path) -> dict[str, str | None]:
+    """The names the three Build-Depends fields name in the default build profile, with their
+    architecture restrictions (activities/suites/build_dependencies.py)."""
+    value = ", ".join(v for f in BUILD_DEPENDS_FIELDS if (v := paragraph.get(f, "").strip()))
+    if not value:
+        return {}
+    try:
+        return build_dependency_names(PkgRelation.parse_relations(value))
+    except (ValueError, AttributeError) as e:
+        raise SuiteImportError(
+            f"{where}: {paragraph.get('Package')} has malformed Build-Depends: {e}"
+        ) from None
 
 
 def _required(paragraph: deb822.Deb822, where: Path) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import fcntl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -85,6 +85,7 @@ class Executor(Protocol):
         build_arch_all: bool,
         log: Path,
         hooks: Hooks,
+        extra_debs: Sequence[Path] = (),
     ) -> BuildOutput: ...
 
     def autopkgtest(
@@ -165,6 +166,38 @@ class HostExecutor:
         build_arch_all: bool,
         log: Path,
         hooks: Hooks,
+        extra_debs: Sequence[Path] = (),
+    ) -> BuildOutput:
+        """`extra_debs` (a rebuild campaign's build-dependencies under test) are installed on the host
+        for the build, under the host's dpkg lock, and removed after it."""
+        if not extra_debs:
+            return self._build(
+                dsc, workdir, architecture=architecture, build_arch_all=build_arch_all, log=log, hooks=hooks
+            )
+        names = [_deb_package(deb) for deb in extra_debs]
+        with host_lock(self.DPKG_LOCK, hooks, "the host's dpkg lock"):
+            preinstalled = installed_packages(names)
+            try:
+                installed = run_hooked(
+                    ["dpkg", "-i", *map(str, extra_debs)], cwd=workdir, log=log, hooks=hooks
+                )
+                if installed.returncode != 0:
+                    raise InfrastructureError(f"dpkg -i {' '.join(names)} failed: {log.read_text()[-600:]}")
+                return self._build(
+                    dsc,
+                    workdir,
+                    architecture=architecture,
+                    build_arch_all=build_arch_all,
+                    log=log,
+                    hooks=hooks,
+                )
+            finally:
+                leftover = sorted(set(installed_packages(names)) - set(preinstalled))
+                if leftover:
+                    subprocess.run(["dpkg", "--purge", *leftover], capture_output=True, check=False)
+
+    def _build(
+        self, dsc: Path, workdir: Path, *, architecture: str, build_arch_all: bool, log: Path, hooks: Hooks
     ) -> BuildOutput:
         require_tool("dpkg-source", "dpkg-dev")
         require_tool("dpkg-buildpackage", "dpkg-dev")

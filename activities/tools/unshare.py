@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class UnshareExecutor:
         build_arch_all: bool,
         log: Path,
         hooks: Hooks,
+        extra_debs: Sequence[Path] = (),
     ) -> BuildOutput:
         require_tool("sbuild", "sbuild")
         require_tool("newuidmap", "uidmap")
@@ -92,6 +94,8 @@ class UnshareExecutor:
                 "--no-run-piuparts",
                 "--no-apt-upgrade",
                 "--no-apt-distupgrade",
+                # A rebuild campaign's packages under test: sbuild makes a local repository of them.
+                *(f"--extra-package={deb}" for deb in extra_debs),
                 str(dsc),
             ],
             cwd=out,

@@ -26,8 +26,8 @@ from activities.tools import environments
 from models.payloads import EstimateTimeoutsInput, TaskTimeouts, TimeoutEstimates
 from models.vocabulary import ActivityName
 
-TASKS = ("build", "lintian", "autopkgtest")
-NEEDS_ENVIRONMENT = ("build", "autopkgtest")
+TASKS = ("build", "lintian", "autopkgtest", "debdiff", "blhc", "piuparts")
+NEEDS_ENVIRONMENT = ("build", "autopkgtest", "piuparts")
 
 # One statement for every (task, architecture) of the upload, along ix_task_history_key_started; the
 # retention policy keeps at most keep + 2 rows per key, so each group is small.
@@ -56,9 +56,15 @@ ENVIRONMENT_DURATIONS = text(
 
 
 def ceiling(defaults: TaskTimeouts, task: str) -> float:
-    return {"build": defaults.build_s, "lintian": defaults.lintian_s, "autopkgtest": defaults.autopkgtest_s}[
-        task
-    ]
+    return {
+        "build": defaults.build_s,
+        "lintian": defaults.lintian_s,
+        "autopkgtest": defaults.autopkgtest_s,
+        # The QA checks (activities/qa/) take the ceilings of their kind.
+        "debdiff": defaults.lintian_s,
+        "blhc": defaults.lintian_s,
+        "piuparts": defaults.autopkgtest_s,
+    }[task]
 
 
 def bound(

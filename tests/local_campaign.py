@@ -1,0 +1,69 @@
+"""A real campaign over a local archive (client/local_archive.py): hello-debflow 1.1 uploaded and built,
+its reverse dependencies tested with it and against the suite. Shared by tests/test_archive_campaign.py's
+flow and the browser test."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+
+from activities.suites.suite import import_suite
+from client.api import submit_upload
+from client.campaigns import campaign_for_upload, start_campaign
+from client.local_archive import LocalArchive, build_local_archive, hello_with_a_new_greeting
+from models.campaign import CampaignReport
+from models.payloads import Check, TaskResult
+from worker.settings import PROJECT_ROOT, Settings
+
+EXAMPLES = PROJECT_ROOT / "examples"
+
+
+@dataclass
+class LocalCampaign:
+    suite: str
+    archive: LocalArchive
+    upload_id: str
+    campaign_id: str
+    report: CampaignReport
+
+
+async def run_local_campaign(
+    client: Client,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    root: Path,
+    trees: list[Path],
+    *,
+    before_import: Callable[[LocalArchive], None] | None = None,
+) -> LocalCampaign:
+    """Archive of `trees` imported as a fresh suite, the upload built, the campaign run to its end."""
+    suite = f"examples-{uuid.uuid4().hex[:8]}"
+    archive = await asyncio.to_thread(build_local_archive, root / "mirror", trees, suite=suite)
+    if before_import is not None:
+        before_import(archive)
+    import_suite(
+        sessions=sessions,
+        name=suite,
+        sources=archive.sources,
+        packages=archive.packages,
+        release=archive.release,
+        keyring=archive.keyring,
+        mirror=archive.mirror,
+    )
+    (root / "upload").mkdir()
+    dsc = await asyncio.to_thread(hello_with_a_new_greeting, root / "upload")
+    upload = await submit_upload(
+        client, settings, settings.database_url or "", dsc, checks=[Check.BUILD], again=True
+    )
+    assert (await upload.result()).result == TaskResult.SUCCESS
+    params = await campaign_for_upload(client, upload.id, suite=suite)
+    assert params.trigger_source == "hello-debflow" and params.trigger_version == "1.1"
+    campaign = await start_campaign(client, params, settings.task_queue)
+    report = await asyncio.wait_for(campaign.result(), timeout=600)
+    return LocalCampaign(suite, archive, upload.id, campaign.id, report)
