@@ -68,26 +68,15 @@ def campaign(
         )
     if simulated and trigger is None:
         raise fail("a simulated campaign needs the TRIGGER source package")
-    if upload is not None and (trigger or version or binary):
-        raise fail("with --upload, the trigger, its version and binaries come from the upload run")
-    if trigger is not None and not SOURCE_NAME.match(trigger):
-        raise fail(f"invalid source package name {trigger!r}")
-    if version is not None and not VERSION.match(version):
-        raise fail(f"invalid version {version!r}")
-    for name in binary or []:
-        if not SOURCE_NAME.match(name):
-            raise fail(f"invalid binary package name {name!r}")
-    try:
-        identifiers.check_package(trigger or "", version or "", binary or [])
-        if upload is not None:
-            identifiers.check_workflow_id(upload)
-    except identifiers.TooLong as e:
-        raise fail(str(e)) from None
-    if suite is not None and not SUITE_NAME.match(suite):
-        raise fail(f"invalid suite name {suite!r}")
-    for name in arch or []:
-        if name not in settings.architectures:
-            raise fail(f"unknown architecture {name!r}")
+    check_trigger_arguments(
+        upload=upload,
+        trigger=trigger,
+        version=version,
+        binary=binary,
+        suite=suite,
+        arch=arch,
+        architectures=settings.architectures,
+    )
 
     async def go() -> int:
         client = await context.temporal()
@@ -132,3 +121,37 @@ def campaign(
         return 0
 
     raise typer.Exit(run(go()))
+
+
+def check_trigger_arguments(
+    *,
+    upload: str | None,
+    trigger: str | None,
+    version: str | None,
+    binary: list[str] | None,
+    suite: str | None,
+    arch: list[str] | None,
+    architectures: list[str],
+) -> None:
+    """What `campaign` and `rebuild` are told about the trigger, checked before anything connects: one
+    `error:` line for the first problem."""
+    if upload is not None and (trigger or version or binary):
+        raise fail("with --upload, the trigger, its version and binaries come from the upload run")
+    if trigger is not None and not SOURCE_NAME.match(trigger):
+        raise fail(f"invalid source package name {trigger!r}")
+    if version is not None and not VERSION.match(version):
+        raise fail(f"invalid version {version!r}")
+    for name in binary or []:
+        if not SOURCE_NAME.match(name):
+            raise fail(f"invalid binary package name {name!r}")
+    try:
+        identifiers.check_package(trigger or "", version or "", binary or [])
+        if upload is not None:
+            identifiers.check_workflow_id(upload)
+    except identifiers.TooLong as e:
+        raise fail(str(e)) from None
+    if suite is not None and not SUITE_NAME.match(suite):
+        raise fail(f"invalid suite name {suite!r}")
+    for name in arch or []:
+        if name not in architectures:
+            raise fail(f"unknown architecture {name!r}")

@@ -7,14 +7,12 @@ from typing import Annotated
 import typer
 from temporalio.service import RPCError
 
-from activities.debian.dsc import SOURCE_NAME, VERSION
 from client.api import workflow_url
-from client.campaign_commands import SUITE_NAME
+from client.campaign_commands import check_trigger_arguments
 from client.campaigns import start_campaign, watch_campaign
 from client.command_support import console, context_of, fail, run
 from client.failures import told_in_one_line
 from client.reports import print_campaign_results
-from models import identifiers
 
 # The trigger's name of a simulated archive rebuild that names none (`--all --simulated`).
 ARCHIVE_TRIGGER = "archive"
@@ -68,26 +66,15 @@ def rebuild(
         )
     if simulated and trigger is None and not all_sources:
         raise fail("a simulated rebuild needs the TRIGGER source package, or --all")
-    if upload is not None and (trigger or version or binary):
-        raise fail("with --upload, the trigger, its version and binaries come from the upload run")
-    if trigger is not None and not SOURCE_NAME.match(trigger):
-        raise fail(f"invalid source package name {trigger!r}")
-    if version is not None and not VERSION.match(version):
-        raise fail(f"invalid version {version!r}")
-    for name in binary or []:
-        if not SOURCE_NAME.match(name):
-            raise fail(f"invalid binary package name {name!r}")
-    try:
-        identifiers.check_package(trigger or "", version or "", binary or [])
-        if upload is not None:
-            identifiers.check_workflow_id(upload)
-    except identifiers.TooLong as e:
-        raise fail(str(e)) from None
-    if suite is not None and not SUITE_NAME.match(suite):
-        raise fail(f"invalid suite name {suite!r}")
-    for name in arch or []:
-        if name not in settings.architectures:
-            raise fail(f"unknown architecture {name!r}")
+    check_trigger_arguments(
+        upload=upload,
+        trigger=trigger,
+        version=version,
+        binary=binary,
+        suite=suite,
+        arch=arch,
+        architectures=settings.architectures,
+    )
 
     async def go() -> int:
         client = await context.temporal()
