@@ -22,6 +22,7 @@ from activities.storage.store import NewArtifact, Relation
 from activities.tools.environments import EnvironmentStore
 from activities.tools.process import ProcessOutcome, require_tool
 from activities.tools.runs import ToolRuns
+from activities.uploads.debian_tasks import history_row
 from models.artifacts import BlhcData, DebdiffData, PiupartsData
 from models.payloads import BlhcResult, DebdiffResult, PiupartsResult, QaCheckInput
 from models.tables import RelationType
@@ -42,8 +43,8 @@ class QaTasks:
     def all(self) -> list[Any]:
         return [self.run_debdiff, self.run_blhc, self.run_piuparts]
 
+    @staticmethod
     def _history(
-        self,
         name: str,
         params: QaCheckInput,
         started: dt.datetime,
@@ -52,16 +53,7 @@ class QaTasks:
         usage: list[ProcessOutcome],
         **data: object,
     ) -> dict[str, Any]:
-        return {
-            "task_name": name,
-            "subject": params.source,
-            "context": f"{params.suite}/{params.architecture}",
-            "started_at": started,
-            "duration_s": duration,
-            "result": str(result),
-            "usage": usage,
-            "data": {"version": params.version, "activity_id": activity.info().activity_id, **data},
-        }
+        return history_row(name, params, started, duration, result, usage, **data)
 
     def _store(
         self,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from temporalio import activity
@@ -42,6 +42,37 @@ from models.vocabulary import ActivityName, ArtifactCategory, TaskName, TaskResu
 
 def _no_epoch(version: str) -> str:
     return version.split(":", 1)[-1]
+
+
+class UploadTask(Protocol):
+    """What a task of an upload is about: its task-history subject and context."""
+
+    source: str
+    version: str
+    suite: str
+    architecture: str
+
+
+def history_row(
+    name: str,
+    params: UploadTask,
+    started: dt.datetime,
+    duration: float,
+    result: TaskResult,
+    usage: list[ProcessOutcome],
+    **data: object,
+) -> dict[str, Any]:
+    """The task-history row of one task of an upload (TaskHistoryWriter.add's arguments)."""
+    return {
+        "task_name": name,
+        "subject": params.source,
+        "context": f"{params.suite}/{params.architecture}",
+        "started_at": started,
+        "duration_s": duration,
+        "result": str(result),
+        "usage": usage,
+        "data": {"version": params.version, "activity_id": activity.info().activity_id, **data},
+    }
 
 
 class DebianTasks:
@@ -165,16 +196,7 @@ class DebianTasks:
         usage: list[ProcessOutcome],
         **data: object,
     ) -> dict[str, Any]:
-        return {
-            "task_name": name,
-            "subject": params.source,
-            "context": f"{params.suite}/{params.architecture}",
-            "started_at": started,
-            "duration_s": duration,
-            "result": str(result),
-            "usage": usage,
-            "data": {"version": params.version, "activity_id": activity.info().activity_id, **data},
-        }
+        return history_row(name, params, started, duration, result, usage, **data)
 
     def _binaries(self, params: CheckInput, work: Path) -> tuple[Path, list[Path]]:
         dsc = self.runs.source_files(params.upload_artifact_id, work / "in")
