@@ -5,8 +5,10 @@ flow and the browser test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.suites.suite import import_suite
+from activities.tools.executors import HostExecutor, installed_packages
 from client.api import submit_upload
 from client.campaigns import campaign_for_upload, start_campaign
 from client.local_archive import LocalArchive, build_local_archive, hello_with_a_new_greeting
@@ -67,3 +70,18 @@ async def run_local_campaign(
     campaign = await start_campaign(client, params, settings.task_queue)
     report = await asyncio.wait_for(campaign.result(), timeout=600)
     return LocalCampaign(suite, archive, upload.id, campaign.id, report)
+
+
+@contextlib.contextmanager
+def host_dpkg_lock() -> Iterator[None]:
+    """The host executor's dpkg lock: a test that installs packages on this host, or looks at what is
+    installed, holds it, so that another test process's run is never seen or disturbed half-way."""
+    with open(HostExecutor.DPKG_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def left_on_the_host(names: list[str]) -> list[str]:
+    """Which of the packages are installed on this host, read under the host executor's dpkg lock."""
+    with host_dpkg_lock():
+        return installed_packages(names)

@@ -11,12 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.storage.store import ArtifactStore
-from activities.tools.executors import installed_packages
 from client.campaigns import start_campaign
 from client.local_archive import LocalArchive, pool_directory
 from models.campaign import CampaignInput, RunResult, Verdict
 from models.tables import TaskHistory
-from tests.local_campaign import EXAMPLES, run_local_campaign
+from tests.local_campaign import EXAMPLES, left_on_the_host, run_local_campaign
 from tests.test_pipeline import replay
 from worker.settings import Settings
 
@@ -97,7 +96,7 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     assert "Howdy" not in reference_log and "Hello from debflow" in reference_log
     artifact = store.artifacts([greeter.new_log_artifact_id])[greeter.new_log_artifact_id]
     assert artifact.data["virt_server"] == "host:null" and artifact.data["exit_code"] == 4
-    assert installed_packages(list(PACKAGES)) == [], "the host executor must remove what the tests installed"
+    assert left_on_the_host(list(PACKAGES)) == [], "the host executor must remove what the tests installed"
     # Both runs of the untestable target are infrastructure errors in the task history (`debflow status`).
     batch = f"{run.campaign_id}-amd64-batch-0000"
     with sessions() as session:

@@ -16,13 +16,13 @@ from temporalio.client import Client
 from activities.storage.store import ArtifactStore
 from activities.suites.build_dependencies import applies_on, rebuild_targets
 from activities.suites.suite import import_suite
-from activities.tools.executors import installed_packages
 from client.api import submit_upload
 from client.campaigns import campaign_for_upload, start_campaign
-from client.local_archive import build_local_archive, hello_with_a_new_greeting, run, variant
+from client.local_archive import LocalArchive, build_local_archive, hello_with_a_new_greeting, run, variant
 from models.campaign import CampaignInput, CampaignKind, RunResult, Simulation, Verdict
 from models.payloads import Check, TaskResult
 from tests.conftest import subprocess_env
+from tests.local_campaign import host_dpkg_lock, left_on_the_host
 from tests.test_pipeline import replay
 from worker.settings import PROJECT_ROOT, Settings
 
@@ -208,19 +208,24 @@ async def test_real_rebuild_confirms_a_regression(
     tmp_path: Path,
 ) -> None:
     suite = f"examples-{uuid.uuid4().hex[:8]}"
-    # The local archive is built on this host: greeting-user-debflow's build needs hello-debflow 1.0 here.
-    hello = await asyncio.to_thread(build_local_archive, tmp_path / "hello", [EXAMPLES / "hello-debflow"])
-    debs = sorted(str(d) for d in hello.root.rglob("*.deb"))
-    await asyncio.to_thread(subprocess.run, ["dpkg", "-i", *debs], check=True, capture_output=True)
-    try:
-        archive = await asyncio.to_thread(
-            build_local_archive,
-            tmp_path / "mirror",
-            [EXAMPLES / "hello-debflow", greeting_user_tree(tmp_path / "trees")],
-            suite=suite,
-        )
-    finally:
-        subprocess.run(["dpkg", "--purge", "hello-debflow", "hello-debflow-doc"], capture_output=True)
+
+    def build_archive() -> LocalArchive:
+        """The local archive is built on this host: greeting-user-debflow's build needs hello-debflow 1.0
+        installed here, under the host's dpkg lock (other test processes install and remove it too)."""
+        with host_dpkg_lock():
+            hello = build_local_archive(tmp_path / "hello", [EXAMPLES / "hello-debflow"])
+            debs = sorted(str(d) for d in hello.root.rglob("*.deb"))
+            subprocess.run(["dpkg", "-i", *debs], check=True, capture_output=True)
+            try:
+                return build_local_archive(
+                    tmp_path / "mirror",
+                    [EXAMPLES / "hello-debflow", greeting_user_tree(tmp_path / "trees")],
+                    suite=suite,
+                )
+            finally:
+                subprocess.run(["dpkg", "--purge", "hello-debflow", "hello-debflow-doc"], capture_output=True)
+
+    archive = await asyncio.to_thread(build_archive)
     import_suite(
         sessions=sessions,
         name=suite,
@@ -252,6 +257,6 @@ async def test_real_rebuild_confirms_a_regression(
     reference_log = "".join(p.read_text() for p in logs[user.reference_log_artifact_id].values())
     assert "hello-debflow (1.1)" in new_log or "hello-debflow_1.1" in new_log
     assert "hello-debflow_1.0" in reference_log and "Howdy" not in reference_log
-    assert installed_packages(["hello-debflow", "hello-debflow-doc"]) == []
+    assert left_on_the_host(["hello-debflow", "hello-debflow-doc"]) == []
     await replay(client, campaign.id, "rebuild-root-real")
     await replay(client, f"{campaign.id}-amd64-batch-0000", "rebuild-batch-real")
