@@ -52,6 +52,26 @@ class Simulation(BaseModel):
     duration_scale: float = 0.0  # 0: instant; 1: durations of a few seconds
 
 
+class Pin(BaseModel):
+    """Packages a run takes from another imported suite (debci's pin-packages): `src:NAME` means every
+    binary built from source NAME, `NAME` one binary; everything else comes from the tested suite."""
+
+    packages: list[str]
+    suite: str
+
+    @property
+    def sources(self) -> list[str]:
+        return [p.removeprefix("src:") for p in self.packages if p.startswith("src:")]
+
+    @property
+    def binaries(self) -> list[str]:
+        return [p for p in self.packages if not p.startswith("src:")]
+
+    def debci(self) -> list[str]:
+        """The pin as debci's JSON writes it: ["foo,src:bar", "unstable"]."""
+        return [",".join(self.packages), self.suite]
+
+
 class CampaignTarget(BaseModel):
     source: str
     version: str
@@ -132,6 +152,8 @@ class RunContext(BaseModel):
     new_source_artifact_id: int | None = None
     new_binary_artifact_ids: list[int] = Field(default_factory=list)
     kind: CampaignKind = CampaignKind.TEST
+    # Real runs, new side: packages taken from other imported suites (a transition tested together).
+    pins: list[Pin] = Field(default_factory=list)
 
 
 class RunRequest(BaseModel):

@@ -15,8 +15,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.db import Base, BigId, CreatedAt, JsonData
@@ -262,3 +264,97 @@ Index(
     CollectionItem.id.desc(),
     postgresql_where=text(f"category = '{QA_RESULT_ITEM}'"),
 )
+
+
+# --- debci's API for britney2 (issue 14, models/debci.py) -----------------------------------------
+
+
+class ApiKey(Base):
+    """A caller of the debci API: only the SHA-256 of its key is kept (`debflow keys add` shows it once)."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[BigId]
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(server_default=text("false"))
+    created_at: Mapped[CreatedAt]
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("key_sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),)
+
+
+class RejectListEntry(Base):
+    """A package the debci API refuses to test (in one suite and architecture, or everywhere: NULL)."""
+
+    __tablename__ = "reject_list"
+
+    id: Mapped[BigId]
+    package: Mapped[str] = mapped_column(Text)
+    suite: Mapped[str | None] = mapped_column(Text)
+    architecture: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[CreatedAt]
+
+
+Index(
+    "ux_reject_list_entry",
+    RejectListEntry.package,
+    func.coalesce(RejectListEntry.suite, ""),
+    func.coalesce(RejectListEntry.architecture, ""),
+    unique=True,
+)
+
+
+class DebciJob(Base):
+    """One test job: identical requests while it is pending share it; `id` is debci's run_id.
+
+    Written twice: by the API call that creates it, and by its batch when it is decided (status,
+    version, log). Nothing else updates it, so no job row is ever contended."""
+
+    __tablename__ = "debci_job"
+
+    id: Mapped[BigId]
+    job_key: Mapped[str] = mapped_column(String(64))  # models.debci.job_key
+    suite: Mapped[str] = mapped_column(Text)
+    architecture: Mapped[str] = mapped_column(Text)
+    package: Mapped[str] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(Text)  # the suite's version, once planned
+    trigger: Mapped[str] = mapped_column(Text)
+    pins: Mapped[list[list[str]]] = mapped_column(JSONB, server_default="[]")
+    priority: Mapped[int] = mapped_column(server_default=text("1"))
+    is_private: Mapped[bool] = mapped_column(server_default=text("false"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"))
+    status: Mapped[str | None] = mapped_column(String(16))  # NULL while pending
+    exit_code: Mapped[int | None]
+    log_artifact_id: Mapped[int | None] = mapped_column(ForeignKey("artifact.id", ondelete="SET NULL"))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    worker: Mapped[str | None] = mapped_column(Text)
+    cause: Mapped[str | None] = mapped_column(Text)
+    retry_of: Mapped[int | None] = mapped_column(BigInteger)
+    batch_workflow_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IS NULL OR status IN ('pass', 'fail', 'neutral', 'tmpfail')", name="status_known"
+        ),
+        CheckConstraint("priority BETWEEN 1 AND 10", name="priority_range"),
+        # debci's pending check: one pending job per key; a finished one frees the key.
+        Index("ux_debci_job_pending", "job_key", unique=True, postgresql_where=text("status IS NULL")),
+        Index("ix_debci_job_updated", "updated_at"),
+        Index("ix_debci_job_package", "package", "suite", "architecture", "id"),
+    )
+
+
+class DebciRequest(Base):
+    """A requester's interest in a job: what `GET /api/v1/test` lists for that key."""
+
+    __tablename__ = "debci_request"
+
+    requester_id: Mapped[int] = mapped_column(ForeignKey("api_key.id"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("debci_job.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[CreatedAt]
+
+    __table_args__ = (Index("ix_debci_request_job", "job_id"),)
