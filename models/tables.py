@@ -345,6 +345,8 @@ class DebciJob(Base):
         Index("ux_debci_job_pending", "job_key", unique=True, postgresql_where=text("status IS NULL")),
         Index("ix_debci_job_updated", "updated_at"),
         Index("ix_debci_job_package", "package", "suite", "architecture", "id"),
+        # Artifact expiry sets the log of a job to NULL: found by index, not by a scan per artifact.
+        Index("ix_debci_job_log", "log_artifact_id", postgresql_where=text("log_artifact_id IS NOT NULL")),
     )
 
 

@@ -26,6 +26,7 @@ from models.debci import MIGRATION_REFERENCE, BadRequest, JobBatchInput, Request
 from support.synthetic_suite import write_suite
 from tests.test_pipeline import replay, worker_with
 from worker.context import Context
+from worker.expiry_schedule import run_expiry_now
 from worker.settings import Settings
 from workflows.debci_jobs import DebciJobsWorkflow
 
@@ -312,3 +313,42 @@ async def test_a_batch_whose_call_rolled_back_runs_nothing(
         await asyncio.sleep(1)  # the batch waits for the transaction meanwhile
         transaction.rollback()
     assert await handle.result() == {}
+
+
+async def test_expiry_deletes_finished_jobs_past_their_period_only(
+    client: Client, settings: Settings, worker: None, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    owner = add_key(sessions, f"exp-{uuid.uuid4().hex[:6]}")
+    rows = {"old-done": (100, "pass"), "young-done": (10, "fail"), "old-pending": (100, None)}
+    ids: dict[str, int] = {}
+    with sessions.begin() as session:
+        for name, (days, status) in rows.items():
+            ids[name] = int(
+                session.scalar(
+                    text(
+                        "INSERT INTO debci_job (job_key, suite, architecture, package, trigger, "
+                        "requester_id, status, batch_workflow_id, updated_at) VALUES (:key, 's', 'amd64', "
+                        ":p, 't/1', :r, :status, 'b', now() - make_interval(days => :days)) RETURNING id"
+                    ),
+                    {"key": uuid.uuid4().hex, "p": name, "r": owner.id, "status": status, "days": days},
+                )
+                or 0
+            )
+            session.execute(
+                text("INSERT INTO debci_request (requester_id, job_id) VALUES (:r, :j)"),
+                {"r": owner.id, "j": ids[name]},
+            )
+    tag = f"expiry-debci-{uuid.uuid4().hex[:8]}"
+    result = await run_expiry_now(
+        client, settings.model_copy(update={"debci_job_keep_days": 90}), workflow_id=tag
+    )
+    assert result.debci_jobs_deleted >= 1
+    with engine.connect() as conn:
+        left = set(
+            conn.scalars(text("SELECT id FROM debci_job WHERE id = ANY(:ids)"), {"ids": list(ids.values())})
+        )
+        requests = conn.scalar(
+            text("SELECT count(*) FROM debci_request WHERE requester_id = :r"), {"r": owner.id}
+        )
+    assert left == {ids["young-done"], ids["old-pending"]} and requests == 2
+    await replay(client, tag, "expiry-debci-jobs")

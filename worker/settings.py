@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     debci_tmpfail_backoff_s: float = Field(default=60, gt=0)
     debci_tests_in_flight: int = Field(default=400, ge=1, le=900)
     debci_retries_per_hour: int = Field(default=100, ge=1)
+    debci_job_keep_days: int = Field(default=90, ge=1)
 
     # Retention and expiry (docs/retention.md).
     task_history_keep: int = Field(default=5, ge=1)

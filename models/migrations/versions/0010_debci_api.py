@@ -97,6 +97,13 @@ def upgrade() -> None:
     op.create_index(
         "ix_debci_job_package", "debci_job", ["package", "suite", "architecture", "id"], unique=False
     )
+    op.create_index(
+        "ix_debci_job_log",
+        "debci_job",
+        ["log_artifact_id"],
+        unique=False,
+        postgresql_where=sa.text("log_artifact_id IS NOT NULL"),
+    )
     op.create_table(
         "debci_request",
         sa.Column("requester_id", sa.BigInteger(), nullable=False),
@@ -116,6 +123,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_debci_request_job", table_name="debci_request")
     op.drop_table("debci_request")
+    op.drop_index(
+        "ix_debci_job_log", table_name="debci_job", postgresql_where=sa.text("log_artifact_id IS NOT NULL")
+    )
     op.drop_index("ix_debci_job_package", table_name="debci_job")
     op.drop_index("ix_debci_job_updated", table_name="debci_job")
     op.drop_index("ux_debci_job_pending", table_name="debci_job", postgresql_where=sa.text("status IS NULL"))
