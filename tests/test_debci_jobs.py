@@ -142,7 +142,13 @@ async def test_identical_requests_share_one_job_and_results_come_through_since(
     # The other key sees only the run it asked for.
     assert [r["run_id"] for r in (await wait_for_results(context, other, 1))] == [first.created[0]]
     await replay(client, first.batch_workflow_ids[0], "debci-jobs")
-    # Finished jobs free their key: the same request now makes a new job.
+    # britney2 resending after a crash: a request for a test decided a moment ago joins that result
+    # (and shows in the next `since` poll); past the window, or for a tmpfail, it runs again.
+    since = results_since(context, other, None)["until"]
+    resent = await submit_tests(context, other, [(name, "amd64", requests[1])], simulation=SIMULATION)
+    assert resent.created == [] and resent.joined == [first.created[1]]
+    assert first.created[1] in [r["run_id"] for r in results_since(context, other, since)["results"]]
+    settings.debci_dedup_window_s = 0
     later = await submit_tests(context, britney, [(name, "amd64", requests[0])], simulation=SIMULATION)
     assert len(later.created) == 1 and later.created[0] > max(first.created)
 
