@@ -45,6 +45,9 @@ from workflows import search_attributes as sa
 SETTLE_S = 10
 
 
+JOBS_PER_BATCH = 1500  # one page of workflows.debci_jobs: a batch runs in one workflow run
+
+
 class Context(Protocol):
     """What the calls need of the composition root (worker.context.Context is one)."""
 
@@ -93,10 +96,9 @@ _INSERT_JOBS = text(
     "INSERT INTO debci_job (id, job_key, suite, architecture, package, version, trigger, pins, priority, "
     "is_private, requester_id, batch_workflow_id, retry_of) "
     "SELECT j.id, j.key, :suite, :arch, j.package, j.version, j.trigger, j.pins::jsonb, j.priority, "
-    "j.private, "
-    ":requester, :batch, :retry_of "
-    "FROM unnest(:ids, :keys, :packages, :versions, :triggers, :pins, :priorities, :privates) "
-    "AS j(id, key, package, version, trigger, pins, priority, private) "
+    "j.private, :requester, j.batch, :retry_of "
+    "FROM unnest(:ids, :keys, :packages, :versions, :triggers, :pins, :priorities, :privates, :batches) "
+    "AS j(id, key, package, version, trigger, pins, priority, private, batch) "
     "ON CONFLICT (job_key) WHERE status IS NULL DO NOTHING RETURNING id, job_key"
 ).bindparams(
     bindparam("ids", type_=ARRAY(BigInteger)),
@@ -107,6 +109,7 @@ _INSERT_JOBS = text(
     bindparam("pins", type_=ARRAY(Text)),  # JSON text: nested lists would make a multidimensional array
     bindparam("priorities", type_=ARRAY(Integer)),
     bindparam("privates", type_=ARRAY(Boolean)),
+    bindparam("batches", type_=ARRAY(Text)),
 )
 _RECENT_JOBS = text(
     "SELECT DISTINCT ON (job_key) job_key, id FROM debci_job WHERE job_key = ANY(:keys) "
@@ -204,9 +207,6 @@ async def submit_tests(
         starts: list[tuple[str, JobBatchInput, int]] = []
         for (suite, arch), tests in groups.items():
             ids = list(session.scalars(_NEW_IDS, {"n": len(tests)}))
-            batch = identifiers.bounded(
-                f"debci-{suite}-{arch}-{ids[0]}-{ids[-1]}", identifiers.WORKFLOW_ID_MAX
-            )
             keys = [job_key(suite, arch, t, requester.id) for t in tests]
             # An identical request joins a pending job, or one decided within the window (britney2
             # resending after a crash runs nothing twice; a tmpfail may be asked again); a retry never
@@ -219,6 +219,16 @@ async def submit_tests(
             tests = [tests[i] for i in fresh]
             versions = [checked[(suite, arch)][i] for i in fresh]
             keys_fresh = [keys[i] for i in fresh]
+            # One workflow per JOBS_PER_BATCH new jobs: a call of 25,000 runs in parallel batches (one
+            # workflow's updates are serialised by the server), each over its own id range.
+            ranges = [ids[i : i + JOBS_PER_BATCH] for i in range(0, len(fresh), JOBS_PER_BATCH)]
+            batches = {
+                (r[0], r[-1]): identifiers.bounded(
+                    f"debci-{suite}-{arch}-{r[0]}-{r[-1]}", identifiers.WORKFLOW_ID_MAX
+                )
+                for r in ranges
+            }
+            batch_of = [batches[(r[0], r[-1])] for r in ranges for _ in r]
             created: dict[int, str] = dict(
                 session.execute(
                     _INSERT_JOBS,
@@ -226,7 +236,7 @@ async def submit_tests(
                         "suite": suite,
                         "arch": arch,
                         "requester": requester.id,
-                        "batch": batch,
+                        "batches": batch_of,
                         "retry_of": retry_of,
                         "ids": ids[: len(fresh)],
                         "keys": keys_fresh,
@@ -251,13 +261,16 @@ async def submit_tests(
             )
             submitted.created += sorted(created)
             submitted.joined += joined
-            if created:
-                top = max(t.priority for t in tests)
+            for (first, last), batch in batches.items():
+                mine = [i for i in created if first <= i <= last]
+                if not mine:
+                    continue  # every request of this range joined an existing job
+                top = max(t.priority for t, i in zip(tests, ids, strict=False) if first <= i <= last)
                 params = JobBatchInput(
                     suite=suite,
                     architecture=arch,
-                    first_job=min(created),
-                    last_job=max(created),
+                    first_job=first,
+                    last_job=last,
                     txid=txid,
                     requester=identifiers.bounded(requester.name, identifiers.FAIRNESS_KEY_MAX),
                     simulation=simulation,
