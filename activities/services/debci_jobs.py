@@ -348,8 +348,15 @@ def _result(row: Any) -> dict[str, Any]:
         "is_private": row.is_private,
         "exit_code": row.exit_code,
         "duration_seconds": round(row.duration_s) if row.duration_s is not None else None,
-        "updated_at": row.updated_at.isoformat(),
+        "updated_at": debci_time(row.updated_at),
     }
+
+
+def debci_time(moment: dt.datetime) -> str:
+    """debci's (Rails') timestamp, 2024-05-29T16:33:40.123Z: britney2 drops the last five characters and
+    parses the rest as %Y-%m-%dT%H:%M:%S."""
+    utc = moment.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _listing(rows: list[Any], since: int | None) -> dict[str, Any]:
