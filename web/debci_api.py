@@ -158,11 +158,11 @@ async def request_package(request: Request, suite: str, arch: str, package: str)
 @router.get("/test")
 async def results(request: Request, since: str | None = None) -> Response:
     """The caller's jobs updated since `since`: {"until", "results": [...]}, status null while pending."""
-    from activities.services import debci_jobs
-
     requester = await _requester(request)
     assert requester is not None
     when = _since(since)
+    from activities.services import debci_jobs
+
     data = await run_in_threadpool(debci_jobs.results_since, context(request), requester, when)
     return _answer(requester, data)
 
@@ -170,10 +170,10 @@ async def results(request: Request, since: str | None = None) -> Response:
 @router.get("/results.json")
 async def results_file(request: Request, since: str | None = None) -> Response:
     """britney2's ADT_SWIFT_URL file: every public job (and the caller's private ones with a key)."""
-    from activities.services import debci_jobs
-
     requester = await _requester(request, required=False)
     when = _since(since)
+    from activities.services import debci_jobs
+
     data = await run_in_threadpool(debci_jobs.public_results, context(request), when, requester)
     return _answer(requester, data)
 
@@ -181,11 +181,11 @@ async def results_file(request: Request, since: str | None = None) -> Response:
 @router.api_route("/retry/{run_id}", methods=["GET", "POST"])
 async def retry(request: Request, run_id: str) -> Response:
     """Run a job again (its requester or an admin key): 201 with the new run id."""
-    from activities.services import debci_jobs
-
     requester = await _requester(request)
     assert requester is not None
     number = _run_id(run_id)
+    from activities.services import debci_jobs
+
     try:
         new_id = await debci_jobs.retry(context(request), requester, number)
     except LookupError:
