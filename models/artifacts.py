@@ -107,6 +107,8 @@ class AutopkgtestData(ArtifactData):
     tests: dict[str, AutopkgtestTestResult]
     duration_s: float | None = None
     environment_s: float = 0.0  # making or waiting for the test environment: not in duration_s
+    # A private debci job's log: shown to its requester only, through the API (docs/debci-api.md).
+    private: bool = False
 
 
 class SystemTarballData(ArtifactData):

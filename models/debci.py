@@ -13,6 +13,7 @@ import enum
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
@@ -30,6 +31,15 @@ BINARY_NAME = SOURCE_NAME
 # Debian versions: [epoch:]upstream[-revision]; what dpkg accepts in a version's characters.
 VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~:-]*")
 SUITE_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+@dataclass(frozen=True)
+class Requester:
+    """An authenticated caller of the API (a row of api_key)."""
+
+    id: int
+    name: str
+    is_admin: bool = False
 
 
 class BadRequest(ValueError):
@@ -176,8 +186,9 @@ class JobRun(BaseModel):
     version: str
     trigger: str
     pins: list[Pin] = Field(default_factory=list)
-    fairness_key: str = ""  # the requester's key name (one requester's jobs cannot starve another's)
-    priority_key: int = 4
+    priority_key: int = 4  # models.debci.temporal_priority of the request's priority
+    # Private jobs share nothing: not even a baseline run with the campaigns' references.
+    private: bool = False
 
     @model_serializer(mode="wrap")
     def _small(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -185,11 +196,16 @@ class JobRun(BaseModel):
         data: dict[str, Any] = handler(self)
         if not self.pins:
             data.pop("pins", None)
+        if self.priority_key == 4:
+            data.pop("priority_key", None)
+        if not self.private:
+            data.pop("private", None)
         return data
 
     @property
     def is_reference(self) -> bool:
-        return self.trigger == MIGRATION_REFERENCE and not self.pins
+        """A baseline run shared with the campaigns' references (the suite alone, not private)."""
+        return self.trigger == MIGRATION_REFERENCE and not self.pins and not self.private
 
     def reference_key(self, suite: str, suite_state: str, architecture: str) -> ReferenceKey:
         """The campaigns' reference this job shares (debian:qa-results), in both directions."""
@@ -214,21 +230,33 @@ class JobBatchInput(BaseModel):
     first_job: int
     last_job: int
     txid: int
+    requester: str  # the fairness key of every test: one requester's jobs cannot starve another's
     simulation: Simulation | None = None  # the simulated executor (load tests and benchmarks only)
     tests_in_flight: int = Field(default=400, ge=1, le=900)
     test_timeout_s: float = 2 * 3600
     tmpfail_tries: int = Field(default=3, ge=1)
+    tmpfail_backoff_s: float = Field(default=60, gt=0)
     history_budget: int = Field(default=10_000, ge=100, le=40_000)
     # Carried over continue-as-new.
     offset: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class JobPageInput(BaseModel):
+    batch: str  # the batch's workflow id, which its jobs carry
+    first_job: int
+    last_job: int
+    txid: int
+    suite: str
+    after: int = 0  # job ids above this one
+    limit: int = 2000
 
 
 class JobPage(BaseModel):
-    """A page of a batch's jobs, planned: versions looked up in the imported suite state."""
+    """A page of a batch's pending jobs, in id order, and the suite state they run against."""
 
     suite_state: str
     jobs: list[JobRun]
-    decided: bool = True  # False: the API's transaction is still open (try again shortly)
 
 
 class JobResult(BaseModel):
@@ -247,3 +275,4 @@ class RecordJobsInput(BaseModel):
     suite: str
     architecture: str
     results: list[JobResult]
+    simulated: bool = False

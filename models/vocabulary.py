@@ -101,6 +101,9 @@ class ActivityName(enum.StrEnum):
     RUN_ARCHIVE_TEST = "run_archive_test"
     RECORD_RUNS = "record_runs"
     RUN_ARCHIVE_BUILD = "run_archive_build"  # rebuild campaigns, real executors
+    # debci's API (britney2's test requests)
+    PLAN_DEBCI_JOBS = "plan_debci_jobs"
+    RECORD_DEBCI_RESULTS = "record_debci_results"
     # expiry
     SYNC_RUNNING_WORKFLOWS = "sync_running_workflows"
     PRUNE_QA_RESULTS = "prune_qa_results"

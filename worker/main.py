@@ -22,6 +22,7 @@ from activities.campaigns.archive_builds import ArchiveBuilds
 from activities.campaigns.archive_files import PoolCache
 from activities.campaigns.campaign_tasks import CampaignTasks
 from activities.campaigns.simulated_tests import SimulatedTests
+from activities.debci.jobs import DebciJobTasks
 from activities.faults import FaultInjector
 from activities.metrics import Metrics, instrument_engine
 from activities.qa.tasks import QaTasks
@@ -42,6 +43,7 @@ from models.payloads import TaskTimeouts
 from worker.settings import Settings
 from workflows.campaign import CampaignWorkflow
 from workflows.campaign_batch import CampaignBatchWorkflow
+from workflows.debci_jobs import DebciJobsWorkflow
 from workflows.expiry import ExpiryWorkflow
 from workflows.notifier import NotifierWorkflow, WebhookDeliveryWorkflow
 from workflows.queues import Capability, Kind, parse_capabilities
@@ -51,6 +53,7 @@ WORKFLOWS: Sequence[type] = (
     UploadPipelineWorkflow,
     CampaignWorkflow,
     CampaignBatchWorkflow,
+    DebciJobsWorkflow,
     ExpiryWorkflow,
     NotifierWorkflow,
     WebhookDeliveryWorkflow,
@@ -234,6 +237,7 @@ def build_worker(
             estimator.estimate_timeouts,
             TaskErrors(sessions=sessions, history=history).record_task_error,
             *campaigns.database_activities(),
+            *DebciJobTasks(sessions=sessions, history=history).all(),
             *expiry.all(),
             *webhooks.all(),
         ],

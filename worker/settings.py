@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     missing_file_tries: int = Field(default=4, ge=1)
     missing_file_backoff_s: float = Field(default=60, gt=0)
 
+    # debci's API (docs/debci-api.md): a temporary failure (testbed, exit 16 and other codes) is run
+    # again after backoff, 2 x backoff, ...; reported `tmpfail` after this many tries.
+    debci_max_tests_per_call: int = Field(default=30_000, ge=1)
+    debci_tmpfail_tries: int = Field(default=3, ge=1)
+    debci_tmpfail_backoff_s: float = Field(default=60, gt=0)
+    debci_tests_in_flight: int = Field(default=400, ge=1, le=900)
+    debci_retries_per_hour: int = Field(default=100, ge=1)
+
     # Retention and expiry (docs/retention.md).
     task_history_keep: int = Field(default=5, ge=1)
     qa_results_keep: int = Field(default=5, ge=1)
