@@ -12,12 +12,12 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from activities.services import api_keys, reject_list
-from activities.services.api_keys import Requester
+from activities.services import api_keys, debci_jobs, reject_list
 from models.debci import (
     MIGRATION_REFERENCE,
     PRIORITY_DEFAULT,
     BadRequest,
+    Requester,
     TestRequest,
     check_package,
     check_priority,
@@ -80,8 +80,6 @@ def _form_priority(form: dict[str, str]) -> int:
 
 
 async def _submit(request: Request, requester: Requester, items: list[debci_parse.Item]) -> Response:
-    from activities.services import debci_jobs  # the LEAD's service (lands with the job batches)
-
     submitted = await debci_jobs.submit_tests(context(request), requester, items)
     return _answer(requester, {"created": submitted.created, "joined": submitted.joined}, 201)
 
@@ -161,8 +159,6 @@ async def results(request: Request, since: str | None = None) -> Response:
     requester = await _requester(request)
     assert requester is not None
     when = _since(since)
-    from activities.services import debci_jobs
-
     data = await run_in_threadpool(debci_jobs.results_since, context(request), requester, when)
     return _answer(requester, data)
 
@@ -172,8 +168,6 @@ async def results_file(request: Request, since: str | None = None) -> Response:
     """britney2's ADT_SWIFT_URL file: every public job (and the caller's private ones with a key)."""
     requester = await _requester(request, required=False)
     when = _since(since)
-    from activities.services import debci_jobs
-
     data = await run_in_threadpool(debci_jobs.public_results, context(request), when, requester)
     return _answer(requester, data)
 
@@ -184,8 +178,6 @@ async def retry(request: Request, run_id: str) -> Response:
     requester = await _requester(request)
     assert requester is not None
     number = _run_id(run_id)
-    from activities.services import debci_jobs
-
     try:
         new_id = await debci_jobs.retry(context(request), requester, number)
     except LookupError:
@@ -197,8 +189,7 @@ async def retry(request: Request, run_id: str) -> Response:
     except BadRequest as e:
         raise bad(str(e)) from None
     except debci_jobs.RateLimited as e:
-        retry_after = str(max(1, int(getattr(e, "retry_after", 60))))
-        raise HTTPException(429, str(e) or "too many retries", headers={"Retry-After": retry_after}) from None
+        raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after_s)}) from None
     return _answer(requester, {"run_id": new_id}, 201)
 
 

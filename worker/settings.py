@@ -138,10 +138,6 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=30, gt=0)
     webhook_retry_max_interval_s: float = Field(default=600, gt=0)
 
-    # The debci API (docs/debci-api.md): test requests one call may carry (debci has no limit; a
-    # britney2 run after a crash asked for 25,000 at once, which fit).
-    debci_max_tests_per_call: int = Field(default=30_000, ge=1)
-
     @model_validator(mode="after")
     def _webhooks_signed(self) -> Settings:
         bad = [u for u in self.webhook_urls if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", u)]

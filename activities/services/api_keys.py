@@ -15,7 +15,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.debci import Requester
 from models.tables import ApiKey
+
+__all__ = ["KeyInfo", "KeyRefused", "Requester", "add_key", "authenticate", "list_keys", "revoke_key"]
 
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")  # shown in Auth-User: a header-safe word
 KEY_MAX = 200  # characters of a key a caller may send (ours are 43)
@@ -23,15 +26,6 @@ KEY_MAX = 200  # characters of a key a caller may send (ours are 43)
 
 class KeyRefused(ValueError):
     """A key name that is invalid, taken, or unknown: one line for the command to print."""
-
-
-@dataclass(frozen=True)
-class Requester:
-    """Who called the API: the key's row id, its name (debci's `Auth-User`) and whether it is an admin."""
-
-    id: int
-    name: str
-    is_admin: bool
 
 
 @dataclass(frozen=True)
