@@ -17,18 +17,22 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
 
 from activities.services import api_keys, reject_list
 from activities.storage.store import ArtifactStore, NewArtifact
+from activities.suites.suite import import_suite
 from models.tables import ApiKey, DebciJob
 from models.vocabulary import ArtifactCategory
 from support.site_server import serving
+from support.synthetic_suite import write_suite
 from tests.conftest import subprocess_env
 from web.app import create_app
 from worker.context import Context
 from worker.settings import PROJECT_ROOT, Settings
 
 LIMIT = 3  # debci_max_tests_per_call in these tests
+RETRIES = 2  # debci_retries_per_hour
 
 
 @dataclass
@@ -53,7 +57,8 @@ def keys(sessions: sessionmaker[Session]) -> Keys:
 
 @pytest.fixture
 def api_context(settings: Settings) -> Iterator[Context]:
-    context = Context(settings.model_copy(update={"debci_max_tests_per_call": LIMIT}), pool_size=4)
+    limits = {"debci_max_tests_per_call": LIMIT, "debci_retries_per_hour": RETRIES}
+    context = Context(settings.model_copy(update=limits), pool_size=4)
     yield context
     context.close()
 
@@ -529,3 +534,122 @@ async def test_a_private_jobs_log_is_served_to_its_requester_only(
     assert admin.status_code == 200 and admin.text == "private log text\n"
     one_line(await http.get(f"/api/v1/logs/{run_id}", headers={"Auth-Key": keys.other}), 403, "private")
     one_line(await http.get(f"/api/v1/logs/{run_id}"), 403, "invalid key")
+
+
+# --- calls that reach the jobs service ------------------------------------------------------------
+
+
+@pytest.fixture
+def suite(tmp_path: Path, sessions: sessionmaker[Session]) -> tuple[str, str]:
+    """A synthetic imported suite: (its name, the trigger source); dependants `TRIGGER-user0000`…"""
+    trigger = f"libapi{uuid.uuid4().hex[:6]}"
+    name = f"api-{trigger}"
+    files = write_suite(tmp_path, trigger, dependants=3)
+    import_suite(
+        sessions=sessions,
+        name=name,
+        sources=files.sources,
+        packages=[files.packages],
+        release=files.release,
+        keyring=files.keyring,
+    )
+    return name, trigger
+
+
+async def debci_workflows(client: Client, suite: str) -> int:
+    return (await client.count_workflows(f'DebflowKind = "debci" AND DebflowSuite = "{suite}"')).count
+
+
+async def test_refusals_of_the_jobs_service_store_nothing_and_start_nothing(
+    http: httpx.AsyncClient,
+    keys: Keys,
+    engine: Engine,
+    client: Client,
+    suite: tuple[str, str],
+    settings: Settings,
+    sessions: sessionmaker[Session],
+) -> None:
+    name, trigger = suite
+    user = f"{trigger}-user0000"
+    good = {"package": user, "trigger": f"{trigger}/1.1"}
+    reject_list.add_entry(
+        sessions, f"{trigger}-user0002", suite=name, reason="flaky", architectures=settings.architectures
+    )
+    cases = [
+        (f"/api/v1/test/nosuch-{keys.tag}/amd64", as_json(good), ("unknown suite", "not imported")),
+        (f"/api/v1/test/{name}/amd64", as_json({**good, "package": "absent-pkg"}), ("absent-pkg",)),
+        (
+            f"/api/v1/test/{name}/amd64",
+            as_json({**good, "pin-packages": [[f"src:{trigger}", f"gone-{keys.tag}"]]}),
+            ("not imported",),
+        ),
+        (f"/api/v1/test/{name}/amd64", as_json({**good, "package": f"{trigger}-user0002"}), ("reject list",)),
+        # One bad request among good ones refuses the whole call.
+        (f"/api/v1/test/{name}/amd64", as_json(good, {**good, "package": "absent-pkg"}), ("absent-pkg",)),
+    ]
+    before = job_rows(engine)
+    for url, tests, words in cases:
+        one_line(await http.post(url, data={"tests": tests}, headers={"Auth-Key": keys.user}), 400, *words)
+    one_line(
+        await http.post(f"/api/v1/test/{name}/amd64/{trigger}-user0002", headers={"Auth-Key": keys.user}),
+        400,
+        "reject list",
+    )
+    assert job_rows(engine) == before
+    assert await debci_workflows(client, name) == 0
+
+
+async def test_requests_join_pending_ones_and_retries_are_checked(
+    http: httpx.AsyncClient,
+    keys: Keys,
+    engine: Engine,
+    suite: tuple[str, str],
+    api_context: Context,
+) -> None:
+    name, trigger = suite
+    tests = as_json(*({"package": f"{trigger}-user{i:04d}", "trigger": f"{trigger}/1.1"} for i in range(2)))
+    user = {"Auth-Key": keys.user}
+    # No worker runs them: the jobs stay pending.
+    created = await http.post(
+        f"/api/v1/test/{name}/amd64", data={"tests": tests, "priority": "7"}, headers=user
+    )
+    assert created.status_code == 201 and created.headers["auth-user"] == f"user-{keys.tag}", created.text
+    run_ids = created.json()["created"]
+    assert len(run_ids) == 2 and created.json()["joined"] == []
+    # The same again, as an uploaded file, joins them.
+    files = {"tests": ("tests.json", tests.encode(), "application/json")}
+    again = await http.post(f"/api/v1/test/{name}/amd64", files=files, headers=user)
+    assert again.status_code == 201 and again.json() == {"created": [], "joined": run_ids}
+    # The one-package form: the suite alone (debflow's reference run).
+    single = await http.post(f"/api/v1/test/{name}/amd64/{trigger}-user0002", headers=user)
+    assert single.status_code == 201 and len(single.json()["created"]) == 1
+
+    listing = (await http.get("/api/v1/test?since=0", headers=user)).json()
+    mine = {r["run_id"]: r for r in listing["results"]}
+    assert set(run_ids) <= set(mine) and all(mine[i]["status"] is None for i in run_ids)
+    assert mine[single.json()["created"][0]]["trigger"] == "migration-reference/0"
+    other = (await http.get("/api/v1/test", headers={"Auth-Key": keys.other})).json()
+    assert not set(run_ids) & {r["run_id"] for r in other["results"]}
+    public = (await http.get("/api/v1/results.json?since=0")).json()
+    assert set(run_ids) <= {r["run_id"] for r in public["results"]}
+
+    one_line(await http.get(f"/api/v1/retry/{run_ids[0]}", headers=user), 400, "pending")
+    one_line(
+        await http.post(f"/api/v1/retry/{run_ids[0]}", headers={"Auth-Key": keys.other}), 403, "not yours"
+    )
+    one_line(await http.get("/api/v1/retry/999999999999", headers=user), 404, "no run 999999999999")
+    # Once decided (as its batch records it), it can be retried, up to the hourly limit.
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE debci_job SET status = 'fail', exit_code = 4 WHERE id = ANY(:ids)"), {"ids": run_ids}
+        )
+    assert api_context.settings.debci_retries_per_hour == RETRIES == len(run_ids)
+    retried = [await http.post(f"/api/v1/retry/{i}", headers={"Auth-Key": keys.admin}) for i in run_ids]
+    assert [r.status_code for r in retried] == [201, 201], [r.text for r in retried]
+    assert not {r.json()["run_id"] for r in retried} & set(run_ids)
+    # The requester's hourly retries are used up (an admin's retries count for the job's requester).
+    before = job_rows(engine)
+    limited = await http.get(f"/api/v1/retry/{run_ids[1]}", headers=user)
+    one_line(limited, 429, "too many retries")
+    assert int(limited.headers["retry-after"]) > 0
+    assert job_rows(engine) == before
