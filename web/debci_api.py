@@ -172,7 +172,9 @@ async def results_file(request: Request, since: str | None = None) -> Response:
     return _answer(requester, data)
 
 
-@router.api_route("/retry/{run_id}", methods=["GET", "POST"])
+# GET as the issue names it, POST as debci has it (one operation id each in the OpenAPI schema).
+@router.get("/retry/{run_id}", operation_id="debci_retry_get")
+@router.post("/retry/{run_id}", operation_id="debci_retry")
 async def retry(request: Request, run_id: str) -> Response:
     """Run a job again (its requester or an admin key): 201 with the new run id."""
     requester = await _requester(request)
