@@ -18,6 +18,7 @@ class RetentionPolicy(BaseModel):
     lock_timeout_ms: int = Field(default=500, ge=1)
     statement_timeout_s: float = Field(default=30, gt=0)
     orphan_blob_grace_s: float = Field(default=6 * 3600, ge=0)
+    debci_job_days: int = Field(default=90, ge=1)  # finished debci jobs are kept this long
 
 
 class ExpiryPhase(enum.StrEnum):
@@ -25,6 +26,7 @@ class ExpiryPhase(enum.StrEnum):
     QA_RESULTS = "qa-results"  # soft-remove QA results beyond the N newest per key
     ITEMS = "items"  # delete removed collection items past both retention periods
     ARTIFACTS = "artifacts"  # delete expired artifacts nothing retains, their files and blobs
+    DEBCI_JOBS = "debci-jobs"  # delete finished debci jobs past their period, and who requested them
     BLOBS = "blobs"  # collect blobs no file row names
     DONE = "done"
 
@@ -37,6 +39,7 @@ class ExpiryResult(BaseModel):
     artifacts_kept: int = 0
     files_deleted: int = 0
     blobs_removed: int = 0
+    debci_jobs_deleted: int = 0
     batches: int = 0
 
 

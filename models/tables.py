@@ -344,7 +344,10 @@ class DebciJob(Base):
         # debci's pending check: one pending job per key; a finished one frees the key.
         Index("ux_debci_job_pending", "job_key", unique=True, postgresql_where=text("status IS NULL")),
         Index("ix_debci_job_updated", "updated_at"),
+        Index("ix_debci_job_key", "job_key", "id"),
         Index("ix_debci_job_package", "package", "suite", "architecture", "id"),
+        # Artifact expiry sets the log of a job to NULL: found by index, not by a scan per artifact.
+        Index("ix_debci_job_log", "log_artifact_id", postgresql_where=text("log_artifact_id IS NOT NULL")),
     )
 
 
@@ -357,4 +360,7 @@ class DebciRequest(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("debci_job.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[CreatedAt]
 
-    __table_args__ = (Index("ix_debci_request_job", "job_id"),)
+    __table_args__ = (
+        Index("ix_debci_request_job", "job_id"),
+        Index("ix_debci_request_created", "requester_id", "created_at"),
+    )

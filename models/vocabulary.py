@@ -104,6 +104,7 @@ class ActivityName(enum.StrEnum):
     # debci's API (britney2's test requests)
     PLAN_DEBCI_JOBS = "plan_debci_jobs"
     RECORD_DEBCI_RESULTS = "record_debci_results"
+    EXPIRE_DEBCI_JOBS = "expire_debci_jobs"
     # expiry
     SYNC_RUNNING_WORKFLOWS = "sync_running_workflows"
     PRUNE_QA_RESULTS = "prune_qa_results"

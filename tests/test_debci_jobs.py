@@ -5,6 +5,7 @@ shared with campaigns both ways, private results, retries, and calls that store 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import uuid
 from collections.abc import Iterator
@@ -14,19 +15,26 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.campaigns.simulated import simulated_outcome
 from activities.campaigns.simulated_tests import EXIT_CODES
+from activities.debci.jobs import DebciJobTasks
 from activities.services.debci_jobs import RateLimited, results_since, retry, submit_tests
 from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
-from models.campaign import CampaignInput, Pin, Side, Simulation
+from models.campaign import CampaignInput, Pin, RunInput, RunOutcome, RunResult, Side, Simulation
 from models.debci import MIGRATION_REFERENCE, BadRequest, JobBatchInput, Requester, TestRequest, debci_status
+from models.vocabulary import ActivityName
 from support.synthetic_suite import write_suite
 from tests.test_pipeline import replay, worker_with
 from worker.context import Context
+from worker.expiry_schedule import run_expiry_now
 from worker.settings import Settings
+from workflows import queues
 from workflows.debci_jobs import DebciJobsWorkflow
 
 SIMULATION = Simulation(seed=11)
@@ -141,7 +149,23 @@ async def test_identical_requests_share_one_job_and_results_come_through_since(
     # The other key sees only the run it asked for.
     assert [r["run_id"] for r in (await wait_for_results(context, other, 1))] == [first.created[0]]
     await replay(client, first.batch_workflow_ids[0], "debci-jobs")
-    # Finished jobs free their key: the same request now makes a new job.
+    # Each test has the request's priority below uploads' and the requester as fairness key.
+    history = await client.get_workflow_handle(first.batch_workflow_ids[0]).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == ActivityName.RUN_CAMPAIGN_TEST
+    ]
+    assert len(scheduled) == 12
+    assert {(a.priority.priority_key, a.priority.fairness_key) for a in scheduled} == {(5, britney.name)}
+    # britney2 resending after a crash: a request for a test decided a moment ago joins that result
+    # (and shows in the next `since` poll); past the window, or for a tmpfail, it runs again.
+    since = results_since(context, other, None)["until"]
+    resent = await submit_tests(context, other, [(name, "amd64", requests[1])], simulation=SIMULATION)
+    assert resent.created == [] and resent.joined == [first.created[1]]
+    assert first.created[1] in [r["run_id"] for r in results_since(context, other, since)["results"]]
+    settings.debci_dedup_window_s = 0
     later = await submit_tests(context, britney, [(name, "amd64", requests[0])], simulation=SIMULATION)
     assert len(later.created) == 1 and later.created[0] > max(first.created)
 
@@ -312,3 +336,104 @@ async def test_a_batch_whose_call_rolled_back_runs_nothing(
         await asyncio.sleep(1)  # the batch waits for the transaction meanwhile
         transaction.rollback()
     assert await handle.result() == {}
+
+
+async def test_expiry_deletes_finished_jobs_past_their_period_only(
+    client: Client, settings: Settings, worker: None, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    owner = add_key(sessions, f"exp-{uuid.uuid4().hex[:6]}")
+    rows = {"old-done": (100, "pass"), "young-done": (10, "fail"), "old-pending": (100, None)}
+    ids: dict[str, int] = {}
+    with sessions.begin() as session:
+        for name, (days, status) in rows.items():
+            ids[name] = int(
+                session.scalar(
+                    text(
+                        "INSERT INTO debci_job (job_key, suite, architecture, package, trigger, "
+                        "requester_id, status, batch_workflow_id, updated_at) VALUES (:key, 's', 'amd64', "
+                        ":p, 't/1', :r, :status, 'b', now() - make_interval(days => :days)) RETURNING id"
+                    ),
+                    {"key": uuid.uuid4().hex, "p": name, "r": owner.id, "status": status, "days": days},
+                )
+                or 0
+            )
+            session.execute(
+                text("INSERT INTO debci_request (requester_id, job_id) VALUES (:r, :j)"),
+                {"r": owner.id, "j": ids[name]},
+            )
+    tag = f"expiry-debci-{uuid.uuid4().hex[:8]}"
+    result = await run_expiry_now(
+        client, settings.model_copy(update={"debci_job_keep_days": 90}), workflow_id=tag
+    )
+    assert result.debci_jobs_deleted >= 1
+    with engine.connect() as conn:
+        left = set(
+            conn.scalars(text("SELECT id FROM debci_job WHERE id = ANY(:ids)"), {"ids": list(ids.values())})
+        )
+        requests = conn.scalar(
+            text("SELECT count(*) FROM debci_request WHERE requester_id = :r"), {"r": owner.id}
+        )
+    assert left == {ids["young-done"], ids["old-pending"]} and requests == 2
+    await replay(client, tag, "expiry-debci-jobs")
+
+
+# A stand-in for the testbed, for the tries logic only: autopkgtest cannot be made to fail its testbed
+# (exit 16, 20) on purpose here. Exit codes per target (by its index in the suite) and try.
+SCRIPT = {0: [16, 0], 1: [20, 20, 20], 3: [1, 1, 1], 4: [8], 5: [12]}
+
+
+@activity.defn(name=ActivityName.RUN_ARCHIVE_TEST)
+def scripted_testbed(params: RunInput) -> RunOutcome:
+    index = int(params.target.source[-4:])
+    if index == 2:
+        raise ApplicationError("testbed did not boot", type="AutopkgtestInfrastructureError")
+    code = SCRIPT[index][min(params.attempt, len(SCRIPT[index])) - 1]
+    return RunOutcome(result=RunResult.PASS, exit_code=code)
+
+
+async def test_temporary_failures_are_tried_again_and_reported_as_tmpfail_when_tries_run_out(
+    client: Client,
+    settings: Settings,
+    context: Context,
+    suite: tuple[str, str],
+    sessions: sessionmaker[Session],
+) -> None:
+    name, trigger = suite
+    britney = add_key(sessions, f"britney-{uuid.uuid4().hex[:6]}")
+    settings.debci_tmpfail_backoff_s = 0.1
+    requests = [TestRequest(package=f"{trigger}-user{i:04d}", trigger=f"{trigger}/1.1") for i in range(6)]
+    jobs = DebciJobTasks(sessions=sessions)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        async with (
+            Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=[DebciJobsWorkflow],
+                activities=jobs.all(),
+                activity_executor=pool,
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ),
+            Worker(
+                client,
+                task_queue=queues.test_queue(settings.task_queue, "amd64"),
+                activities=[scripted_testbed],
+                activity_executor=pool,
+            ),
+        ):
+            submitted = await submit_tests(context, britney, [(name, "amd64", r) for r in requests])
+            results = await wait_for_results(context, britney, 6)
+            await client.get_workflow_handle(submitted.batch_workflow_ids[0]).result()
+    statuses = [(r["status"], r["exit_code"]) for r in results]
+    assert statuses == [
+        ("pass", 0),  # a testbed failure, then a pass: only the pass is reported
+        ("tmpfail", 20),
+        ("tmpfail", None),  # the activity failed every try: tmpfail, with the cause kept
+        ("tmpfail", 1),  # debci reads any undocumented code as a temporary failure
+        ("neutral", 8),
+        ("fail", 12),
+    ]
+    with sessions() as session:
+        cause = session.scalar(
+            text("SELECT cause FROM debci_job WHERE id = :id"), {"id": results[2]["run_id"]}
+        )
+    assert "testbed did not boot" in (cause or "")

@@ -38,6 +38,7 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
         lock_timeout_ms=settings.expiry_lock_timeout_ms,
         statement_timeout_s=settings.expiry_statement_timeout_s,
         orphan_blob_grace_s=settings.orphan_blob_grace_s,
+        debci_job_days=settings.debci_job_keep_days,
     )
 
 

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     debci_tmpfail_backoff_s: float = Field(default=60, gt=0)
     debci_tests_in_flight: int = Field(default=400, ge=1, le=900)
     debci_retries_per_hour: int = Field(default=100, ge=1)
+    debci_job_keep_days: int = Field(default=90, ge=1)
+    # An identical request joins a job decided this recently instead of running again (not a tmpfail).
+    debci_dedup_window_s: float = Field(default=24 * 3600, ge=0)
 
     # Retention and expiry (docs/retention.md).
     task_history_keep: int = Field(default=5, ge=1)

@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.policies import DB_RETRY
 
 BATCH_TIMEOUT = timedelta(minutes=5)
+# Runs recorded before debci jobs existed went from artifacts straight to blobs.
+DEBCI_JOBS_PATCH = "expiry-debci-jobs"
 # The 256 two-hex-digit directories of the store, swept 16 per activity.
 PREFIX_GROUPS = 16
 # Activities per run before continuing as new, far below Temporal's history limits.
@@ -36,12 +38,14 @@ BATCH_ACTIVITIES = {
     ExpiryPhase.QA_RESULTS: ActivityName.PRUNE_QA_RESULTS,
     ExpiryPhase.ITEMS: ActivityName.EXPIRE_COLLECTION_ITEMS,
     ExpiryPhase.ARTIFACTS: ActivityName.EXPIRE_ARTIFACTS,
+    ExpiryPhase.DEBCI_JOBS: ActivityName.EXPIRE_DEBCI_JOBS,
 }
 NEXT_PHASE = {
     ExpiryPhase.WORKFLOWS: ExpiryPhase.QA_RESULTS,
     ExpiryPhase.QA_RESULTS: ExpiryPhase.ITEMS,
     ExpiryPhase.ITEMS: ExpiryPhase.ARTIFACTS,
     ExpiryPhase.ARTIFACTS: ExpiryPhase.BLOBS,
+    ExpiryPhase.DEBCI_JOBS: ExpiryPhase.BLOBS,
     ExpiryPhase.BLOBS: ExpiryPhase.DONE,
 }
 
@@ -108,7 +112,12 @@ class ExpiryWorkflow:
                     retry_policy=DB_RETRY,
                 )
                 self._count(done, phase, batch)
-                phase, cursor = (NEXT_PHASE[phase], []) if batch.done else (phase, batch.cursor)
+                if not batch.done:
+                    cursor = batch.cursor
+                elif phase is ExpiryPhase.ARTIFACTS and workflow.patched(DEBCI_JOBS_PATCH):
+                    phase, cursor = ExpiryPhase.DEBCI_JOBS, []
+                else:
+                    phase, cursor = NEXT_PHASE[phase], []
         workflow.logger.info("expiry done: %s", done.model_dump())
         return done
 
@@ -118,6 +127,8 @@ class ExpiryWorkflow:
             done.qa_results_removed += batch.changed
         elif phase is ExpiryPhase.ITEMS:
             done.items_deleted += batch.changed
+        elif phase is ExpiryPhase.DEBCI_JOBS:
+            done.debci_jobs_deleted += batch.changed
         else:
             done.artifacts_deleted += batch.changed
             done.artifacts_kept += batch.kept

@@ -19,8 +19,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.errors import translate_errors
 from activities.storage.history import TaskHistoryWriter
+from activities.storage.retention import set_timeouts
 from models.campaign import Pin
 from models.debci import DebciStatus, JobPage, JobPageInput, JobRun, RecordJobsInput, temporal_priority
+from models.expiry_payloads import ExpiryBatchInput, ExpiryBatchResult
 from models.vocabulary import ActivityName, TaskName, TaskResult
 
 _TRANSACTION = text("SELECT pg_xact_status(CAST(CAST(:txid AS text) AS xid8))")
@@ -50,6 +52,13 @@ _PRIVATE_LOGS = text(
     "UPDATE artifact SET data = data || '{\"private\": true}' WHERE id = ANY(:ids) "
     "AND category = 'debian:autopkgtest'"
 ).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+
+# Finished jobs past their period, oldest first, a batch at a time; a row another transaction holds is
+# left for the next run (SKIP LOCKED): expiry never waits for the API or the runs.
+_EXPIRED_JOBS = text(
+    "DELETE FROM debci_job WHERE id IN (SELECT id FROM debci_job WHERE status IS NOT NULL "
+    "AND updated_at < :cutoff ORDER BY updated_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+)
 
 HISTORY_RESULTS = {
     DebciStatus.PASS: TaskResult.SUCCESS,
@@ -149,5 +158,18 @@ class DebciJobTasks:
         self.history.record(self.sessions, rows)
         return len(decided)
 
+    @activity.defn(name=ActivityName.EXPIRE_DEBCI_JOBS)
+    def expire_debci_jobs(self, params: ExpiryBatchInput) -> ExpiryBatchResult:
+        """Delete one batch of finished jobs older than the policy's period (their requests go with them)."""
+        policy = params.policy
+        with translate_errors(), self.sessions.begin() as session:
+            set_timeouts(session, policy)
+            deleted = session.execute(
+                _EXPIRED_JOBS,
+                {"cutoff": params.now - dt.timedelta(days=policy.debci_job_days), "limit": policy.batch_size},
+            )
+            changed = int(deleted.rowcount)  # type: ignore[attr-defined]
+        return ExpiryBatchResult(changed=changed, done=changed < policy.batch_size)
+
     def all(self) -> list[Callable[..., Any]]:
-        return [self.plan_debci_jobs, self.record_debci_results]
+        return [self.plan_debci_jobs, self.record_debci_results, self.expire_debci_jobs]

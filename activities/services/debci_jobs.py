@@ -108,9 +108,15 @@ _INSERT_JOBS = text(
     bindparam("priorities", type_=ARRAY(Integer)),
     bindparam("privates", type_=ARRAY(Boolean)),
 )
-_PENDING = text("SELECT id, job_key FROM debci_job WHERE job_key = ANY(:keys) AND status IS NULL").bindparams(
-    bindparam("keys", type_=ARRAY(Text))
-)
+_RECENT_JOBS = text(
+    "SELECT DISTINCT ON (job_key) job_key, id FROM debci_job WHERE job_key = ANY(:keys) "
+    "AND (status IS NULL OR (status <> 'tmpfail' AND updated_at > now() - make_interval(secs => :window))) "
+    "ORDER BY job_key, id DESC"
+).bindparams(bindparam("keys", type_=ARRAY(Text)))
+_LATEST = text(
+    "SELECT DISTINCT ON (job_key) job_key, id FROM debci_job WHERE job_key = ANY(:keys) "
+    "ORDER BY job_key, id DESC"
+).bindparams(bindparam("keys", type_=ARRAY(Text)))
 _INSERT_REQUESTS = text(
     "INSERT INTO debci_request (requester_id, job_id) SELECT :requester, unnest(:ids) ON CONFLICT DO NOTHING"
 ).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
@@ -202,6 +208,17 @@ async def submit_tests(
                 f"debci-{suite}-{arch}-{ids[0]}-{ids[-1]}", identifiers.WORKFLOW_ID_MAX
             )
             keys = [job_key(suite, arch, t, requester.id) for t in tests]
+            # An identical request joins a pending job, or one decided within the window (britney2
+            # resending after a crash runs nothing twice; a tmpfail may be asked again); a retry never
+            # joins a decided job.
+            window = 0 if retry_of is not None else settings.debci_dedup_window_s
+            existing: dict[str, int] = dict(
+                session.execute(_RECENT_JOBS, {"keys": sorted(set(keys)), "window": window}).all()
+            )
+            fresh = [i for i, k in enumerate(keys) if k not in existing]
+            tests = [tests[i] for i in fresh]
+            versions = [checked[(suite, arch)][i] for i in fresh]
+            keys_fresh = [keys[i] for i in fresh]
             created: dict[int, str] = dict(
                 session.execute(
                     _INSERT_JOBS,
@@ -211,26 +228,29 @@ async def submit_tests(
                         "requester": requester.id,
                         "batch": batch,
                         "retry_of": retry_of,
-                        "ids": ids,
-                        "keys": keys,
+                        "ids": ids[: len(fresh)],
+                        "keys": keys_fresh,
                         "packages": [t.package for t in tests],
-                        "versions": checked[(suite, arch)],
+                        "versions": versions,
                         "triggers": [t.trigger for t in tests],
                         "pins": [json.dumps([p.debci() for p in t.pins]) for t in tests],
                         "priorities": [t.priority for t in tests],
                         "privates": [t.is_private for t in tests],
                     },
                 ).all()
+                if fresh
+                else []
             )
-            # Requests identical to an earlier one of this call, or to a pending job: joined.
-            joined = dict(
-                (k, i)
-                for i, k in session.execute(_PENDING, {"keys": sorted(set(keys) - set(created.values()))})
+            # Identical to an earlier request of this call, or to a job a concurrent call just made.
+            raced = sorted(set(keys) - set(existing) - set(created.values()))
+            if raced:
+                existing |= dict(session.execute(_LATEST, {"keys": raced}).all())
+            joined = sorted(set(existing.values()))
+            session.execute(
+                _INSERT_REQUESTS, {"requester": requester.id, "ids": sorted(set(created) | set(joined))}
             )
-            job_ids = sorted(set(created) | set(joined.values()))
-            session.execute(_INSERT_REQUESTS, {"requester": requester.id, "ids": job_ids})
             submitted.created += sorted(created)
-            submitted.joined += sorted(set(joined.values()))
+            submitted.joined += joined
             if created:
                 top = max(t.priority for t in tests)
                 params = JobBatchInput(
@@ -284,11 +304,15 @@ def _since(since: int | None) -> dt.datetime:
     return dt.datetime.fromtimestamp(since or 0, dt.UTC)
 
 
+# The caller's jobs decided or changed since, and the jobs it asked for since (a request may join a job
+# decided before it): two indexed reads.
 _MINE = text(
-    "SELECT j.id, j.suite, j.architecture, j.package, j.version, j.trigger, j.status, j.updated_at, "
-    "j.pins, j.is_private, j.exit_code, j.duration_s "
-    "FROM debci_request r JOIN debci_job j ON j.id = r.job_id "
-    "WHERE r.requester_id = :requester AND j.updated_at >= :since ORDER BY j.updated_at, j.id"
+    "SELECT j.id, j.suite, j.architecture, j.package, j.version, j.trigger, j.status, "
+    "greatest(j.updated_at, r.created_at) AS updated_at, j.pins, j.is_private, j.exit_code, j.duration_s "
+    "FROM debci_job j JOIN debci_request r ON r.job_id = j.id AND r.requester_id = :requester "
+    "WHERE j.id IN (SELECT id FROM debci_job WHERE updated_at >= :since "
+    "UNION SELECT job_id FROM debci_request WHERE requester_id = :requester AND created_at >= :since) "
+    "ORDER BY 8, j.id"
 )
 _PUBLIC = text(
     "SELECT j.id, j.suite, j.architecture, j.package, j.version, j.trigger, j.status, j.updated_at, "

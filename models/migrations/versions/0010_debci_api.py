@@ -94,8 +94,16 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IS NULL"),
     )
     op.create_index("ix_debci_job_updated", "debci_job", ["updated_at"], unique=False)
+    op.create_index("ix_debci_job_key", "debci_job", ["job_key", "id"], unique=False)
     op.create_index(
         "ix_debci_job_package", "debci_job", ["package", "suite", "architecture", "id"], unique=False
+    )
+    op.create_index(
+        "ix_debci_job_log",
+        "debci_job",
+        ["log_artifact_id"],
+        unique=False,
+        postgresql_where=sa.text("log_artifact_id IS NOT NULL"),
     )
     op.create_table(
         "debci_request",
@@ -111,12 +119,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("requester_id", "job_id", name=op.f("pk_debci_request")),
     )
     op.create_index("ix_debci_request_job", "debci_request", ["job_id"], unique=False)
+    op.create_index("ix_debci_request_created", "debci_request", ["requester_id", "created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_debci_request_created", table_name="debci_request")
     op.drop_index("ix_debci_request_job", table_name="debci_request")
     op.drop_table("debci_request")
+    op.drop_index(
+        "ix_debci_job_log", table_name="debci_job", postgresql_where=sa.text("log_artifact_id IS NOT NULL")
+    )
     op.drop_index("ix_debci_job_package", table_name="debci_job")
+    op.drop_index("ix_debci_job_key", table_name="debci_job")
     op.drop_index("ix_debci_job_updated", table_name="debci_job")
     op.drop_index("ux_debci_job_pending", table_name="debci_job", postgresql_where=sa.text("status IS NULL"))
     op.drop_table("debci_job")
