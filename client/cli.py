@@ -10,6 +10,7 @@ import typer
 from client import (
     campaign_commands,
     data_commands,
+    keys_commands,
     rebuild_commands,
     results_commands,
     run_commands,
@@ -54,6 +55,7 @@ data_commands.register(app)
 results_commands.register(app)
 suite_commands.register(app)
 serve_commands.register(app)
+keys_commands.register(app)
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ def serve(
     pool: Annotated[int, typer.Option(min=1, max=100, help="database connections kept per process")] = 10,
     workers: Annotated[int, typer.Option(min=1, max=64, help="server processes (one per core)")] = 1,
 ) -> None:
-    """Serve the results site (pages, JSON under /api, logs) until Ctrl-C; it only reads."""
+    """Serve the results site (pages, JSON under /api, logs) and debci's API (/api/v1) until Ctrl-C."""
     import uvicorn
 
     from web.app import create_app

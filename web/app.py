@@ -18,7 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from web import api, feeds, pages
+from web import api, debci_api, feeds, pages
 from web.api import CampaignSummary
 from web.live import Cached, KeyedCache, LiveView
 from web.queries_status import StatusData
@@ -114,7 +114,7 @@ def create_app(context: Context, *, live_ttl_s: float = 5.0, status_ttl_s: float
     """The application over one Context; raises worker.connect.NotConfigured without a database."""
     app = FastAPI(
         title="debflow results",
-        description="Read-only results of debflow's uploads and campaigns.",
+        description="Read-only results of debflow's uploads and campaigns; debci's API under /api/v1.",
         docs_url=None,  # Swagger's page loads scripts from a CDN, which the CSP refuses; the schema stays
         redoc_url=None,
         openapi_url="/api/openapi.json",
@@ -128,6 +128,7 @@ def create_app(context: Context, *, live_ttl_s: float = 5.0, status_ttl_s: float
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(SiteMiddleware)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(debci_api.router)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(feeds.router)

@@ -7,6 +7,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -23,6 +24,15 @@ TEXT = "text/plain; charset=utf-8"
 # Files shown as text; anything else (a .deb, a tarball) is offered as a download.
 _TEXT_NAMES = re.compile(r"(^|/)(log|summary|[^/]*\.(log|txt|dsc|changes|buildinfo|build|json))$")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# A private debci job's log artifact has `"private": true` in its data: the site's queries leave it out
+# (public_artifact), its file routes refuse it (find_file).
+PRIVATE = "private"
+
+
+def public_artifact(table: str = "a") -> str:
+    """The SQL condition that the artifact row `table` is not a private job's."""
+    return f"(({table}.data ->> '{PRIVATE}') IS DISTINCT FROM 'true')"
+
 
 _FILES = text(
     """
@@ -33,10 +43,19 @@ _FILES = text(
 )
 
 
-def find_file(db: Session, store: ArtifactStore, artifact_id: int, path: str | None) -> tuple[Path, int, str]:
-    """The blob, size and name of an artifact's file (`path` None: its log). 404 when there is none."""
+def is_private(data: dict[str, Any] | None) -> bool:
+    """A private debci job's artifact (its log): served to its requester by the API only."""
+    return bool(data) and data.get(PRIVATE) is True  # type: ignore[union-attr]
+
+
+def find_file(
+    db: Session, store: ArtifactStore, artifact_id: int, path: str | None, *, include_private: bool = False
+) -> tuple[Path, int, str]:
+    """The blob, size and name of an artifact's file (`path` None: its log). 404 when there is none, and
+    for a private job's artifact unless the caller checked who asks (`include_private`): told like a
+    missing one, so that the site does not even say it exists."""
     rows = db.execute(_FILES, {"id": artifact_id}).all()
-    if not rows:
+    if not rows or (is_private(rows[0][1]) and not include_private):
         raise not_found(f"no artifact {artifact_id} with files: it never existed or has expired")
     files = {p: (sha, size) for _c, _d, p, sha, size in rows}
     if path is None:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from models.vocabulary import ArtifactCategory, ItemCategory, TaskResult
+from web.files import public_artifact
 
 HISTORY_PAGE = 50
 MATRIX_RUNS = 500  # newest runs of a package the matrix and its labels are computed from
@@ -34,12 +35,13 @@ _BATCH = re.compile(r"^(?P<campaign>.+)-[a-z0-9]+-batch-[0-9]{4}$")
 
 # A build or lintian run names no suite: it takes the suite of its workflow's autopkgtest run, if any.
 _RUNS = text(
-    """
+    f"""
     WITH runs AS (
         SELECT a.id, a.category, a.created_at, a.workflow_id, a.data
         FROM artifact a
         WHERE (a.data ->> 'source') = :source
           AND a.category IN ('debian:autopkgtest', 'debian:package-build-log', 'debian:lintian')
+          AND {public_artifact()}
         ORDER BY (a.data ->> 'source'), a.id DESC
         LIMIT :limit
     )
@@ -73,7 +75,7 @@ _HISTORY = text(
       AND a.category IN ('debian:autopkgtest', 'debian:package-build-log', 'debian:lintian')  -- the index's
       AND a.category = 'debian:autopkgtest'
       AND (a.data ->> 'suite') = :suite AND (a.data ->> 'architecture') = :arch
-      AND a.id < :before
+      AND a.id < :before AND {public_artifact()}
     ORDER BY (a.data ->> 'source'), a.id DESC
     LIMIT :limit
     """

@@ -15,17 +15,18 @@ from sqlalchemy.orm import Session
 
 from models.campaign import Verdict
 from models.vocabulary import ItemCategory
+from web.files import public_artifact
 
 CAMPAIGN_PAGE = 100
 # REGRESSION first, then the rest in the vocabulary's order; a verdict another kind adds comes after.
 VERDICT_ORDER = [str(v) for v in Verdict]
 
 _ARTIFACTS = text(
-    """
+    f"""
     SELECT a.id, a.category, a.created_at, a.activity_id, a.data, a.expires_at,
-           coalesce(array_agg(f.path ORDER BY f.path) FILTER (WHERE f.path IS NOT NULL), '{}')
+           coalesce(array_agg(f.path ORDER BY f.path) FILTER (WHERE f.path IS NOT NULL), '{{}}')
     FROM artifact a LEFT JOIN file_in_artifact f ON f.artifact_id = a.id
-    WHERE a.workflow_id = :wf
+    WHERE a.workflow_id = :wf AND {public_artifact()}
     GROUP BY a.id ORDER BY a.id
     """
 )

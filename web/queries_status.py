@@ -10,15 +10,17 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from models.vocabulary import ItemCategory, TaskName
+from web.files import public_artifact
 
 CHART_DAYS = 14
 
 _RECENT = text(
-    """
+    f"""
     SELECT id, category, created_at, workflow_id, data ->> 'source', data ->> 'version',
            data ->> 'architecture', data ->> 'result'
     FROM artifact
     WHERE category IN ('debian:autopkgtest', 'debian:package-build-log', 'debian:lintian')
+      AND {public_artifact("artifact")}
     ORDER BY id DESC LIMIT 20
     """
 )
@@ -32,11 +34,12 @@ _REGRESSIONS = text(
     """
 )
 _DAILY = text(
-    """
+    f"""
     SELECT date_trunc('day', created_at AT TIME ZONE 'UTC')::date, data ->> 'suite', data ->> 'architecture',
            data ->> 'result', count(*)
     FROM artifact
     WHERE category = 'debian:autopkgtest' AND created_at > now() - make_interval(days => :days)
+      AND {public_artifact("artifact")}
     GROUP BY 1, 2, 3, 4
     """
 )
@@ -49,13 +52,14 @@ _SLOW = text(
 ).bindparams(real=TaskName.AUTOPKGTEST.value, simulated=TaskName.SIMULATED_AUTOPKGTEST.value)
 # The latest result of each package on each architecture of a suite; those whose results differ.
 _ARCH_DIFF = text(
-    """
+    f"""
     WITH latest AS (
         SELECT DISTINCT ON (data ->> 'source', data ->> 'suite', data ->> 'architecture')
                data ->> 'source' AS source, data ->> 'suite' AS suite, data ->> 'architecture' AS arch,
                data ->> 'result' AS result
         FROM artifact
         WHERE category = 'debian:autopkgtest' AND created_at > now() - make_interval(days => :days)
+          AND {public_artifact("artifact")}
         ORDER BY data ->> 'source', data ->> 'suite', data ->> 'architecture', id DESC
     )
     SELECT source, suite, jsonb_object_agg(arch, result) FROM latest
