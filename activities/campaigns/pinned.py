@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.types import Text
 
 from activities.campaigns.archive_files import PoolFile, binary_file, newest_build, pool_files
+from activities.suites.suite import TestTarget
+from models.architectures import builds_on
 from models.campaign import Pin
 from models.suite import BINARY_ITEM, SOURCE_ITEM, SUITE_CATEGORY, RelationKind
 
@@ -74,13 +76,7 @@ def pinned_files(session: Session, pin: Pin, architecture: str) -> PinnedFiles:
         raise BadPin(f"pin-packages suite {pin.suite!r} has no mirror: import it with `--mirror URL`")
     wanted_sources, wanted_binaries = sorted(set(pin.sources)), sorted(set(pin.binaries))
     common = {"cid": cid, "binary_kind": str(RelationKind.BINARY)}
-    sources: dict[str, dict[str, Any]] = {}
-    for item in session.scalars(
-        _SOURCES, {**common, "source_item": SOURCE_ITEM, "sources": wanted_sources}
-    ).all():
-        current = sources.get(item["name"])
-        if current is None or Version(item["version"]) > Version(current["version"]):
-            sources[item["name"]] = item
+    sources = newest_sources(session, cid, wanted_sources)
     built_by: dict[str, str] = dict(
         session.execute(_BUILT_BY, {**common, "binaries": wanted_binaries}).tuples().all()
     )
@@ -129,3 +125,39 @@ def _lacking(pin: Pin, names: Sequence[str], what: str, architecture: str) -> No
 def deb_package(file_name: str) -> str:
     """The package a .deb file is of (name_version_architecture.deb)."""
     return file_name.split("_", 1)[0]
+
+
+def newest_sources(session: Session, cid: int, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Name → data of the newest source item of each name the suite holds."""
+    newest: dict[str, dict[str, Any]] = {}
+    rows = session.scalars(
+        _SOURCES,
+        {
+            "cid": cid,
+            "binary_kind": str(RelationKind.BINARY),
+            "source_item": SOURCE_ITEM,
+            "sources": list(names),
+        },
+    ).all()
+    for item in rows:
+        current = newest.get(item["name"])
+        if current is None or Version(item["version"]) > Version(current["version"]):
+            newest[item["name"]] = item
+    return newest
+
+
+def given_targets(session: Session, suite: str, names: Sequence[str], architecture: str) -> list[TestTarget]:
+    """A campaign's given targets (britney2 names what to test) at their versions in the suite; those that
+    build nothing on `architecture` are left out, as the reverse-dependency plan leaves them out."""
+    found = session.execute(_SUITE, {"category": SUITE_CATEGORY, "suite": suite}).first()
+    if found is None:
+        raise LookupError(f"unknown suite {suite!r}: import it first with `debflow import-suite {suite} …`")
+    sources = newest_sources(session, found[0], sorted(set(names)))
+    missing = sorted(set(names) - set(sources))
+    if missing:
+        raise LookupError(f"suite {suite!r} has no source package {', '.join(missing)}")
+    return [
+        TestTarget(name, str(data["version"]), tuple(data["testsuite"]))
+        for name, data in sorted(sources.items())
+        if builds_on(data["architecture"], architecture)
+    ]
