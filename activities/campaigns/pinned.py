@@ -14,7 +14,7 @@ from typing import Any
 from debian.debian_support import Version
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import Text
 
 from activities.campaigns.archive_files import PoolFile, binary_file, newest_build, pool_files
@@ -161,3 +161,19 @@ def given_targets(session: Session, suite: str, names: Sequence[str], architectu
         for name, data in sorted(sources.items())
         if builds_on(data["architecture"], architecture)
     ]
+
+
+def check_pins(
+    sessions: sessionmaker[Session], pins: Sequence[Pin], architectures: Sequence[str]
+) -> tuple[str, str]:
+    """Check that every pin's suite is imported and has every named package (BadPin if not), before a
+    campaign starts; the first pinned package and its version: the trigger of a campaign without upload."""
+    with sessions() as session:
+        found = [pinned_files(session, pin, arch) for pin in pins for arch in architectures]
+    first = pins[0]
+    if first.sources:
+        name = first.sources[0]
+        return name, found[0].sources[name].version
+    name = first.binaries[0]
+    deb = next(f for f in found[0].binaries if deb_package(f.name) == name)
+    return name, deb.name.split("_")[1]
