@@ -77,9 +77,10 @@ def pinned_files(session: Session, pin: Pin, architecture: str) -> PinnedFiles:
     wanted_sources, wanted_binaries = sorted(set(pin.sources)), sorted(set(pin.binaries))
     common = {"cid": cid, "binary_kind": str(RelationKind.BINARY)}
     sources = newest_sources(session, cid, wanted_sources)
-    built_by: dict[str, str] = dict(
-        session.execute(_BUILT_BY, {**common, "binaries": wanted_binaries}).tuples().all()
-    )
+    built_by: dict[str, str] = {
+        str(target): str(source)
+        for target, source in session.execute(_BUILT_BY, {**common, "binaries": wanted_binaries})
+    }
     _lacking(pin, [s for s in wanted_sources if s not in sources], "source", architecture)
     _lacking(pin, [b for b in wanted_binaries if b not in built_by], "binary", architecture)
     unfiled = [name for name, item in sources.items() if not item.get("files")]
