@@ -29,11 +29,10 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         Side,
         StoreReferencesInput,
-        TargetVerdict,
         Verdict,
         expected_seconds,
     )
-    from models.verdicts import after_rerun, compare, regressed_tests
+    from models.verdicts import after_rerun, target_verdict, untestable_cause
     from models.vocabulary import ActivityName
     from workflows import queues
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
@@ -337,7 +336,9 @@ class CampaignBatchWorkflow:
         by_name = {self._key(params, t).name: t for t in chunk}
         records = [RunRecord(target=by_name[n], side=Side.NEW, attempt=1, outcome=o) for n, o in new.items()]
         verdicts = {
-            name: _verdict(target, params.architecture, new[name], references.get(name), earlier.get(name))
+            name: target_verdict(
+                target, params.architecture, new[name], references.get(name), earlier.get(name)
+            )
             for name, target in by_name.items()
         }
         suspects = [t for t in chunk if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION]
@@ -349,7 +350,7 @@ class CampaignBatchWorkflow:
             ran |= fresh_ran
             for target in reused:
                 name = self._key(params, target).name
-                verdicts[name] = _verdict(target, params.architecture, new[name], fresh.get(name), None)
+                verdicts[name] = target_verdict(target, params.architecture, new[name], fresh.get(name), None)
             suspects = [
                 t for t in suspects if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION
             ]
@@ -363,7 +364,7 @@ class CampaignBatchWorkflow:
             verdicts[name] = verdicts[name].model_copy(
                 update={
                     "verdict": after_rerun(rerun.result),
-                    "cause": _cause(rerun, None),
+                    "cause": untestable_cause(rerun, None),
                     "attempts": 2,
                     "new_log_artifact_id": rerun.log_artifact_id or verdicts[name].new_log_artifact_id,
                 }
@@ -391,34 +392,3 @@ class CampaignBatchWorkflow:
             if decided.verdict in NOTABLE:
                 result.notable.append(decided)
         return result
-
-
-def _verdict(
-    target: CampaignTarget,
-    architecture: str,
-    new: RunOutcome,
-    ref: RunOutcome | None,
-    reference_version: str | None,
-) -> TargetVerdict:
-    """A target's verdict from its new run and its reference (None: there is none)."""
-    return TargetVerdict(
-        source=target.source,
-        version=target.version,
-        architecture=architecture,
-        verdict=compare(new.result, ref.result if ref else None),
-        new=new.result,
-        reference=ref.result if ref else None,
-        regressed_tests=regressed_tests(new.tests, ref.tests if ref else {}),
-        new_log_artifact_id=new.log_artifact_id,
-        reference_log_artifact_id=ref.log_artifact_id if ref else None,
-        cause=_cause(new, ref),
-        reference_version=reference_version,
-    )
-
-
-def _cause(new: RunOutcome, reference: RunOutcome | None) -> str | None:
-    """Why a target is UNTESTABLE: the side that could not run and its error."""
-    causes = [
-        f"{side} run: {o.cause}" for side, o in (("new", new), ("reference", reference)) if o and o.cause
-    ]
-    return "; ".join(causes) or None
