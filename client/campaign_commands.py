@@ -15,6 +15,9 @@ from client.command_support import console, context_of, fail, run
 from client.failures import told_in_one_line
 from client.reports import print_campaign_results
 from models import identifiers
+from models.campaign import Pin
+from models.debci import BadRequest, parse_pins
+from worker.context import Context
 
 # Imported suites may have any name of this shape (bookworm, test-libfoo1).
 SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+_-]*$")
@@ -53,19 +56,47 @@ def campaign(
             help="test only N targets per architecture: the trigger's own, then the first others", min=1
         ),
     ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", help="test this source (repeatable) instead of the reverse dependencies"),
+    ] = None,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pin",
+            help="the new side takes these packages from another imported suite: 'src:foo,bar=SUITE' "
+            "(repeatable; with no --upload the first pinned package is the trigger)",
+        ),
+    ] = None,
+    fresh_references: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-references",
+            help="run each target's reference for its exact version and suite state, never reusing an "
+            "earlier version's",
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option(help="follow it and print the report")] = False,
 ) -> None:
-    """Test every reverse dependency of an upload against it and against the suite."""
+    """Test every reverse dependency of an upload (or the given targets) against it and against the suite."""
     from client.campaigns import NotBuilt, campaign_for_upload
     from models.campaign import CampaignInput, Simulation
 
     context = context_of(ctx)
     settings = context.settings
-    if simulated == (upload is not None):
+    pins = parse_pin_options(pin or [])
+    for name in target or []:
+        if not SOURCE_NAME.match(name):
+            raise fail(f"invalid target {name!r}: a source package name")
+    if simulated and (upload is not None or pins):
+        raise fail("a SIMULATED campaign takes no --upload and no --pin")
+    if not simulated and upload is None and not pins:
         raise fail(
-            "name the upload run whose binaries to test (--upload RUN_ID), or run a SIMULATED campaign "
-            "(TRIGGER --simulated)"
+            "name the upload run whose binaries to test (--upload RUN_ID), pin packages from another "
+            "suite (--pin 'src:NAME=SUITE'), or run a SIMULATED campaign (TRIGGER --simulated)"
         )
+    if pins and upload is None and (trigger or version or binary):
+        raise fail("with --pin and no --upload, the trigger is the first pinned package: give no TRIGGER")
     if simulated and trigger is None:
         raise fail("a simulated campaign needs the TRIGGER source package")
     check_trigger_arguments(
@@ -76,6 +107,16 @@ def campaign(
         suite=suite,
         arch=arch,
         architectures=settings.architectures,
+    )
+
+    # Checked in the database before anything connects to Temporal: one line for a suite not imported or
+    # a package it lacks.
+    pinned_trigger = check_in_suites(
+        context,
+        pins=pins,
+        targets=target or [],
+        suite=suite or (None if upload else "bookworm"),  # an upload's suite is known once connected
+        architectures=arch or ["amd64"],
     )
 
     async def go() -> int:
@@ -95,6 +136,15 @@ def campaign(
                 params.architectures = [a for a in built if a in arch]
                 if not params.architectures:
                     raise fail(f"upload run {upload} built {' '.join(built)}, none of {' '.join(arch)}")
+        elif pins:
+            params = CampaignInput(
+                trigger_source=pinned_trigger[0],
+                trigger_version=pinned_trigger[1],
+                suite=suite or "bookworm",
+                architectures=arch or ["amd64"],
+                batch_size=batch_size,
+                target_limit=limit,
+            )
         else:
             assert trigger is not None
             params = CampaignInput(
@@ -107,6 +157,9 @@ def campaign(
                 target_limit=limit,
                 simulation=Simulation(seed=seed, duration_scale=duration_scale),
             )
+        params.targets = sorted(set(target)) if target else None
+        params.pins = pins
+        params.fresh_references = fresh_references
         handle = await start_campaign(
             client, params, settings.task_queue, priority_key=settings.campaign_priority
         )
@@ -121,6 +174,41 @@ def campaign(
         return 0
 
     raise typer.Exit(run(go()))
+
+
+def parse_pin_options(values: list[str]) -> list[Pin]:
+    """`--pin 'src:foo,bar=SUITE'` options as debci's pin-packages (models.debci.parse_pins)."""
+    pairs: list[object] = []
+    for value in values:
+        names, equals, pin_suite = value.rpartition("=")
+        if not equals or not names:
+            raise fail(f"invalid --pin {value[:60]!r}: PACKAGES=SUITE, e.g. 'src:foo,bar=unstable'")
+        pairs.append([names, pin_suite])
+    try:
+        return parse_pins(pairs)
+    except BadRequest as e:
+        raise fail(str(e)) from None
+
+
+def check_in_suites(
+    context: Context, *, pins: list[Pin], targets: list[str], suite: str | None, architectures: list[str]
+) -> tuple[str, str]:
+    """The pins' suites and packages and the targets, looked up in the database; the first pinned
+    package and its version (the trigger of a campaign without upload), or ("", "") without pins."""
+    if not pins and not targets:
+        return "", ""
+    from activities.campaigns.pinned import BadPin, check_pins, given_targets
+    from worker.connect import NotConfigured
+
+    try:
+        sessions = context.sessions
+        if targets and suite is not None:
+            with sessions() as session:
+                for architecture in architectures:
+                    given_targets(session, suite, targets, architecture)
+        return check_pins(sessions, pins, architectures) if pins else ("", "")
+    except (BadPin, LookupError, NotConfigured) as e:
+        raise fail(str(e)) from None
 
 
 def check_trigger_arguments(

@@ -256,11 +256,14 @@ def print_campaign_report(
         listed = report.notable
     if listed:
         table = Table(show_edge=False)
-        for column in ("verdict", "source", "version", "arch", "regressed tests", "new log", "reference log"):
+        # Only when some reference was an earlier result reused: the version it ran.
+        earlier = any(v.reference_version is not None for v in listed)
+        columns = ["verdict", "source", "version", "arch", "regressed tests", "new log", "reference log"]
+        for column in columns + (["reference of"] if earlier else []):
             table.add_column(column)
         order = list(Verdict)  # most telling first, as the enum lists them
         for v in sorted(listed, key=lambda v: (order.index(v.verdict), v.source, v.architecture)):
-            table.add_row(
+            row = [
                 f"[{COLOURS.get(v.verdict, 'white')}]{v.verdict}[/]",
                 v.source,
                 v.version,
@@ -268,7 +271,8 @@ def print_campaign_report(
                 " ".join(v.regressed_tests),
                 str(v.new_log_artifact_id or ""),
                 str(v.reference_log_artifact_id or ""),
-            )
+            ]
+            table.add_row(*row, *([v.reference_version or ""] if earlier else []))
         console.print(table)
     for v in sorted((v for v in report.notable if v.verdict is Verdict.UNTESTABLE), key=lambda v: v.source):
         console.print(

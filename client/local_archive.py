@@ -1,5 +1,6 @@
 """A real, small Debian archive (pool, Sources, Packages, signed Release) built from source trees: the demo's
-suite and the tests' (`debflow import-suite` reads it through a file:// mirror)."""
+suite and the tests' (`debflow import-suite` reads it through a file:// mirror), and a second suite with
+hello-debflow 1.1 that pins take packages from (`build_second_suite`)."""
 
 from __future__ import annotations
 
@@ -140,10 +141,14 @@ def variant(
     return dest
 
 
-def hello_with_a_new_greeting(root: Path) -> Path:
-    """The .dsc of hello-debflow 1.1, made in `root`. It greets differently and updates its own tests;
-    greeter-debflow relays the greeting verbatim and tests it, so this upload passes its own tests and
-    regresses its reverse dependency."""
+# The second suite of the tests and the demo: newer versions, as `unstable` is to `testing`.
+SECOND_SUITE = "debflow-unstable"
+
+
+def hello_1_1_tree(root: Path) -> Path:
+    """The source tree of hello-debflow 1.1, made in `root`. It greets differently and updates its own
+    tests; greeter-debflow relays the greeting verbatim and tests it, so this version passes its own
+    tests and regresses its reverse dependency."""
     tree = variant(
         PROJECT_ROOT / "examples" / "hello-debflow",
         root / "hello-debflow",
@@ -158,5 +163,18 @@ def hello_with_a_new_greeting(root: Path) -> Path:
     # The program's --version comes from hello.c's default unless the build defines it.
     source = (tree / "hello.c").read_text().replace('#define VERSION "1.0"', '#define VERSION "1.1"')
     (tree / "hello.c").write_text(source)
+    return tree
+
+
+def hello_with_a_new_greeting(root: Path) -> Path:
+    """The .dsc of hello-debflow 1.1 (hello_1_1_tree), made in `root`: the upload of the demo and tests."""
+    tree = hello_1_1_tree(root)
     run(["dpkg-source", "-b", tree.name], root)
     return root / "hello-debflow_1.1.dsc"
+
+
+def build_second_suite(root: Path, *, suite: str = SECOND_SUITE, trees: Sequence[Path] = ()) -> LocalArchive:
+    """A second suite in its own signed archive at `root`: hello-debflow 1.1 built (and `trees`), what a
+    pin such as [["src:hello-debflow", SUITE]] takes from it while the rest comes from the first suite."""
+    with tempfile.TemporaryDirectory(prefix="debflow-second-suite-") as scratch:
+        return build_local_archive(root, [hello_1_1_tree(Path(scratch)), *trees], suite=suite)

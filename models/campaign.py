@@ -117,6 +117,13 @@ class CampaignInput(BaseModel):
     # rebuilds every source of the suite, not only those that build-depend on the trigger's binaries.
     kind: CampaignKind = CampaignKind.TEST
     all_sources: bool = False
+    # What britney2 asks for (docs/campaigns.md "Given targets and pins"): these sources (their suite
+    # versions) instead of the reverse dependencies; packages the new side takes from other imported
+    # suites (a transition tested together; then no upload is needed).
+    targets: list[str] | None = None
+    pins: list[Pin] = Field(default_factory=list)
+    # Run a reference for every target's exact version and suite state, never reusing a previous one.
+    fresh_references: bool = False
 
 
 class PlanInput(BaseModel):
@@ -131,6 +138,7 @@ class PlanInput(BaseModel):
     # may hold); None: every target, in the suite's order.
     offset: int = 0
     limit: int | None = None
+    targets: list[str] | None = None  # given sources instead of the reverse dependencies
 
 
 class CampaignPlan(BaseModel):
@@ -251,10 +259,14 @@ class ClaimReferencesInput(BaseModel):
     owner: str  # the workflow that runs the claimed references
     max_age_days: int
     lease_s: float
+    # A key without a result of its own takes the newest result of the same source, architecture and
+    # suite for an earlier version or suite state (britney2's reuse until a fresh one exists).
+    previous: bool = False
 
 
 class ClaimReferencesResult(BaseModel):
     found: dict[str, RunOutcome] = Field(default_factory=dict)  # key name → stored result
+    previous: dict[str, str] = Field(default_factory=dict)  # found key name → the version that ran it
     claimed: list[str] = Field(default_factory=list)  # we run these
     waiting: list[str] = Field(default_factory=list)  # someone else runs these now
     owners: dict[str, str] = Field(default_factory=dict)  # waiting key name → the workflow running it
@@ -285,6 +297,9 @@ class TargetVerdict(BaseModel):
     reference_log_artifact_id: int | None = None
     attempts: int = 1
     cause: str | None = None  # UNTESTABLE: which side could not run, and why
+    # The reference was an earlier result reused (of this version, or of this one at an earlier suite
+    # state): the version it ran. None: a reference of this very version and suite state.
+    reference_version: str | None = None
 
 
 # A campaign's result and a batch's continue-as-new input carry at most this many notable verdicts (each

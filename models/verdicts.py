@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.campaign import RunResult, Verdict
+from models.campaign import CampaignTarget, RunOutcome, RunResult, TargetVerdict, Verdict
 from models.vocabulary import AUTOPKGTEST_EXIT_CODES, TestOutcome, autopkgtest_outcome
 
 # autopkgtest(1): 16 = the testbed failed, 20 = another unexpected failure. Neither says anything about
@@ -48,3 +48,34 @@ def regressed_tests(new: dict[str, str], reference: dict[str, str]) -> list[str]
     return sorted(
         name for name, status in new.items() if status == "FAIL" and reference.get(name, "PASS") != "FAIL"
     )
+
+
+def target_verdict(
+    target: CampaignTarget,
+    architecture: str,
+    new: RunOutcome,
+    ref: RunOutcome | None,
+    reference_version: str | None,
+) -> TargetVerdict:
+    """A target's verdict from its new run and its reference (None: there is none)."""
+    return TargetVerdict(
+        source=target.source,
+        version=target.version,
+        architecture=architecture,
+        verdict=compare(new.result, ref.result if ref else None),
+        new=new.result,
+        reference=ref.result if ref else None,
+        regressed_tests=regressed_tests(new.tests, ref.tests if ref else {}),
+        new_log_artifact_id=new.log_artifact_id,
+        reference_log_artifact_id=ref.log_artifact_id if ref else None,
+        cause=untestable_cause(new, ref),
+        reference_version=reference_version,
+    )
+
+
+def untestable_cause(new: RunOutcome, reference: RunOutcome | None) -> str | None:
+    """Why a target is UNTESTABLE: the side that could not run and its error."""
+    causes = [
+        f"{side} run: {o.cause}" for side, o in (("new", new), ("reference", reference)) if o and o.cause
+    ]
+    return "; ".join(causes) or None

@@ -19,7 +19,13 @@ from activities.suites.suite import import_suite
 from activities.tools.executors import HostExecutor, installed_packages
 from client.api import submit_upload
 from client.campaigns import campaign_for_upload, start_campaign
-from client.local_archive import LocalArchive, build_local_archive, hello_with_a_new_greeting
+from client.local_archive import (
+    SECOND_SUITE,
+    LocalArchive,
+    build_local_archive,
+    build_second_suite,
+    hello_with_a_new_greeting,
+)
 from models.campaign import CampaignReport
 from models.payloads import Check, TaskResult
 from worker.settings import PROJECT_ROOT, Settings
@@ -50,15 +56,7 @@ async def run_local_campaign(
     archive = await asyncio.to_thread(build_local_archive, root / "mirror", trees, suite=suite)
     if before_import is not None:
         before_import(archive)
-    import_suite(
-        sessions=sessions,
-        name=suite,
-        sources=archive.sources,
-        packages=archive.packages,
-        release=archive.release,
-        keyring=archive.keyring,
-        mirror=archive.mirror,
-    )
+    import_archive(sessions, archive)
     (root / "upload").mkdir()
     dsc = await asyncio.to_thread(hello_with_a_new_greeting, root / "upload")
     upload = await submit_upload(
@@ -70,6 +68,41 @@ async def run_local_campaign(
     campaign = await start_campaign(client, params, settings.task_queue)
     report = await asyncio.wait_for(campaign.result(), timeout=600)
     return LocalCampaign(suite, archive, upload.id, campaign.id, report)
+
+
+def import_archive(sessions: sessionmaker[Session], archive: LocalArchive) -> None:
+    """Import a local archive's suite as `debflow import-suite` does, with its keyring and mirror."""
+    import_suite(
+        sessions=sessions,
+        name=archive.suite,
+        sources=archive.sources,
+        packages=archive.packages,
+        release=archive.release,
+        keyring=archive.keyring,
+        mirror=archive.mirror,
+    )
+
+
+async def import_examples(
+    sessions: sessionmaker[Session], root: Path, trees: list[Path] | None = None
+) -> LocalArchive:
+    """The first suite: a fresh `examples-…` suite of `trees` (default: hello-debflow 1.0 and
+    greeter-debflow) in a local archive at root/mirror, imported."""
+    suite = f"examples-{uuid.uuid4().hex[:8]}"
+    trees = trees or [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow"]
+    archive = await asyncio.to_thread(build_local_archive, root / "mirror", trees, suite=suite)
+    import_archive(sessions, archive)
+    return archive
+
+
+async def import_second_suite(sessions: sessionmaker[Session], root: Path) -> LocalArchive:
+    """The second suite: a fresh `debflow-unstable-…` suite holding hello-debflow 1.1 in its own local
+    archive at root/second-mirror, imported. A request for greeter-debflow in the first suite pinned
+    [["src:hello-debflow", archive.suite]] tests it with 1.1: its relays-greeting test fails."""
+    suite = f"{SECOND_SUITE}-{uuid.uuid4().hex[:8]}"
+    archive = await asyncio.to_thread(build_second_suite, root / "second-mirror", suite=suite)
+    import_archive(sessions, archive)
+    return archive
 
 
 @contextlib.contextmanager

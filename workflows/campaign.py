@@ -38,6 +38,10 @@ BOUNDED_IDS_PATCH = "bounded-identifiers"
 CANCEL_BATCHES_PATCH = "campaign-cancels-batches"
 
 
+# Runs recorded before campaigns could be given their targets (instead of planning reverse
+# dependencies) and pins (then no upload is needed: the new side is the pinned packages).
+TARGETS_AND_PINS_PATCH = "campaign-targets-and-pins"
+
 # Targets per page of a rebuild's plan: about 300 kB of payload (Temporal's limit is 2 MB).
 PLAN_PAGE = 5000
 
@@ -60,12 +64,17 @@ class CampaignWorkflow:
         mode = "SIMULATED " if params.simulation is not None else ""
         rebuild = params.kind is CampaignKind.REBUILD and workflow.patched(REBUILD_PATCH)
         what = "rebuild campaign" if rebuild else "campaign"
-        if params.simulation is None and not (
-            params.new_binary_artifact_ids and params.new_source_artifact_id
+        given = bool(params.pins or params.targets is not None) and workflow.patched(TARGETS_AND_PINS_PATCH)
+        pinned = given and bool(params.pins) and not rebuild
+        if (
+            params.simulation is None
+            and not (params.new_binary_artifact_ids and params.new_source_artifact_id)
+            and not pinned
         ):
             raise ApplicationError(
                 "a campaign with a real executor needs the upload's source and binaries "
-                "(new_source_artifact_id, new_binary_artifact_ids; `debflow campaign --upload RUN_ID`)",
+                "(new_source_artifact_id, new_binary_artifact_ids; `debflow campaign --upload RUN_ID`) "
+                "or pins (`--pin`)",
                 type="BadCampaign",
                 non_retryable=True,
             )
@@ -103,6 +112,7 @@ class CampaignWorkflow:
                         suite=params.suite,
                         architecture=arch,
                         simulated=params.simulation is not None,
+                        targets=params.targets if given else None,
                     ),
                     result_type=CampaignPlan,
                     start_to_close_timeout=timedelta(minutes=5),

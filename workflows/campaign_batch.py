@@ -29,11 +29,10 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         Side,
         StoreReferencesInput,
-        TargetVerdict,
         Verdict,
         expected_seconds,
     )
-    from models.verdicts import after_rerun, compare, regressed_tests
+    from models.verdicts import after_rerun, target_verdict, untestable_cause
     from models.vocabulary import ActivityName
     from workflows import queues
     from workflows.policies import CAMPAIGN_TEST_RETRY, DB_RETRY
@@ -56,6 +55,10 @@ VERDICTS_PATCH = "campaign-verdicts-stored"
 # Rebuild campaigns (docs/rebuilds.md): the same workflows planning build-dependencies and building the
 # targets. Only runs started as rebuilds take this path; the marker dates them.
 REBUILD_PATCH = "rebuild-campaigns"
+# Runs recorded before a target without a reference of its own reused the newest one of an earlier
+# version or suite state (unless the campaign asks for fresh references), and before the new side took
+# the campaign's pins.
+PREVIOUS_PATCH = "campaign-previous-references"
 # An UNTESTABLE target's cause is kept short: it travels in every batch result and campaign report.
 CAUSE_CHARS = 300
 
@@ -135,6 +138,7 @@ class CampaignBatchWorkflow:
             new_source_artifact_id=campaign.new_source_artifact_id,
             new_binary_artifact_ids=campaign.new_binary_artifact_ids,
             kind=self._kind,
+            pins=campaign.pins,
         )
         # Runs recorded before worker pools scheduled tests on the batch's own queue.
         if workflow.patched(QUEUES_PATCH):
@@ -189,7 +193,15 @@ class CampaignBatchWorkflow:
             kind=self._kind,
         )
 
-    async def _claim(self, params: BatchInput, keys: list[ReferenceKey]) -> ClaimReferencesResult:
+    def _previous(self, params: BatchInput) -> bool:
+        """Whether a target without a reference of its own reuses an earlier one (docs/campaigns.md)."""
+        if self._kind is not CampaignKind.TEST or params.campaign.fresh_references:
+            return False
+        return workflow.patched(PREVIOUS_PATCH)
+
+    async def _claim(
+        self, params: BatchInput, keys: list[ReferenceKey], *, previous: bool = False
+    ) -> ClaimReferencesResult:
         claim: ClaimReferencesResult = await workflow.execute_activity(
             ActivityName.CLAIM_REFERENCES,
             ClaimReferencesInput(
@@ -197,6 +209,7 @@ class CampaignBatchWorkflow:
                 owner=workflow.info().workflow_id,
                 max_age_days=params.campaign.reference_max_age_days,
                 lease_s=params.campaign.test_timeout_s * 2,
+                previous=previous,
             ),
             result_type=ClaimReferencesResult,
             start_to_close_timeout=DB_ACTIVITY_TIMEOUT,
@@ -224,8 +237,10 @@ class CampaignBatchWorkflow:
         else:
             # Real runs take minutes: they carry their context, and need no query to start.
             arg = RunInput.of(request, context)
-            if side is not Side.NEW:  # the reference side installs nothing of the upload
-                arg = arg.model_copy(update={"new_source_artifact_id": None, "new_binary_artifact_ids": []})
+            if side is not Side.NEW:  # the reference side installs nothing of the upload, nor pins
+                arg = arg.model_copy(
+                    update={"new_source_artifact_id": None, "new_binary_artifact_ids": [], "pins": []}
+                )
             activity = ActivityName.RUN_ARCHIVE_TEST
             if self._kind is CampaignKind.REBUILD:
                 activity, queue = ActivityName.RUN_ARCHIVE_BUILD, self._build_queue
@@ -262,17 +277,21 @@ class CampaignBatchWorkflow:
         params: BatchInput,
         chunk: list[CampaignTarget],
         new_runs: dict[str, asyncio.Future[RunOutcome]],
-    ) -> tuple[dict[str, RunOutcome], dict[str, RunOutcome]]:
-        """Reference outcome per key name (reused, run by us, or awaited from whoever runs it), and
-        the ones this batch ran."""
+        *,
+        previous: bool = False,
+    ) -> tuple[dict[str, RunOutcome], dict[str, RunOutcome], dict[str, str]]:
+        """Reference outcome per key name (reused, run by us, or awaited from whoever runs it), the
+        ones this batch ran, and the version of those reused from an earlier version or suite state."""
         keys = {self._key(params, t).name: self._key(params, t) for t in chunk}
         by_name = {name: t for name, t in zip(keys, chunk, strict=True)}
         references: dict[str, RunOutcome] = {}
         ran: dict[str, RunOutcome] = {}
+        earlier: dict[str, str] = {}
         pending, delay = list(keys), 2.0
         while pending:
-            claim = await self._claim(params, [keys[n] for n in pending])
+            claim = await self._claim(params, [keys[n] for n in pending], previous=previous)
             references |= claim.found
+            earlier |= claim.previous
             self._claimed |= {n: keys[n] for n in claim.claimed}
             self._progress.waiting_for = {}
             if claim.claimed:
@@ -305,36 +324,39 @@ class CampaignBatchWorkflow:
                 await workflow.sleep(timedelta(seconds=delay))
                 delay = min(delay * 2, 300)
         self._progress.waiting_for = {}
-        return references, ran
+        return references, ran, earlier
 
     async def _chunk(self, params: BatchInput, chunk: list[CampaignTarget]) -> BatchResult:
         self._runs = []
         new_runs = {self._key(params, t).name: self._test(params, t, Side.NEW) for t in chunk}
-        references, ran = await self._references(params, chunk, new_runs)
+        references, ran, earlier = await self._references(
+            params, chunk, new_runs, previous=self._previous(params)
+        )
         new = {name: await run for name, run in new_runs.items()}
         by_name = {self._key(params, t).name: t for t in chunk}
         records = [RunRecord(target=by_name[n], side=Side.NEW, attempt=1, outcome=o) for n, o in new.items()]
+        verdicts = {
+            name: target_verdict(
+                target, params.architecture, new[name], references.get(name), earlier.get(name)
+            )
+            for name, target in by_name.items()
+        }
+        suspects = [t for t in chunk if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION]
+        reused = [t for t in suspects if self._key(params, t).name in earlier]
+        if reused:
+            # A regression against an earlier version's result may be the suite's doing since: the
+            # target's own reference is run (or awaited) before the verdict.
+            fresh, fresh_ran, _ = await self._references(params, reused, {})
+            ran |= fresh_ran
+            for target in reused:
+                name = self._key(params, target).name
+                verdicts[name] = target_verdict(target, params.architecture, new[name], fresh.get(name), None)
+            suspects = [
+                t for t in suspects if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION
+            ]
         records += [
             RunRecord(target=by_name[n], side=Side.REFERENCE, attempt=1, outcome=o) for n, o in ran.items()
         ]
-        verdicts: dict[str, TargetVerdict] = {}
-        for target in chunk:
-            name = self._key(params, target).name
-            ref = references.get(name)
-            verdict = compare(new[name].result, ref.result if ref else None)
-            verdicts[name] = TargetVerdict(
-                source=target.source,
-                version=target.version,
-                architecture=params.architecture,
-                verdict=verdict,
-                new=new[name].result,
-                reference=ref.result if ref else None,
-                regressed_tests=regressed_tests(new[name].tests, ref.tests if ref else {}),
-                new_log_artifact_id=new[name].log_artifact_id,
-                reference_log_artifact_id=ref.log_artifact_id if ref else None,
-                cause=_cause(new[name], ref),
-            )
-        suspects = [t for t in chunk if verdicts[self._key(params, t).name].verdict is Verdict.REGRESSION]
         reruns = await asyncio.gather(*(self._test(params, t, Side.NEW, attempt=2) for t in suspects))
         for target, rerun in zip(suspects, reruns, strict=True):
             name = self._key(params, target).name
@@ -342,7 +364,7 @@ class CampaignBatchWorkflow:
             verdicts[name] = verdicts[name].model_copy(
                 update={
                     "verdict": after_rerun(rerun.result),
-                    "cause": _cause(rerun, None),
+                    "cause": untestable_cause(rerun, None),
                     "attempts": 2,
                     "new_log_artifact_id": rerun.log_artifact_id or verdicts[name].new_log_artifact_id,
                 }
@@ -370,11 +392,3 @@ class CampaignBatchWorkflow:
             if decided.verdict in NOTABLE:
                 result.notable.append(decided)
         return result
-
-
-def _cause(new: RunOutcome, reference: RunOutcome | None) -> str | None:
-    """Why a target is UNTESTABLE: the side that could not run and its error."""
-    causes = [
-        f"{side} run: {o.cause}" for side, o in (("new", new), ("reference", reference)) if o and o.cause
-    ]
-    return "; ".join(causes) or None

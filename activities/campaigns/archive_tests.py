@@ -7,6 +7,11 @@ binaries of that version and the trigger's binaries: the upload's on the *new* s
 *reference* side. Everything else comes from the testbed's apt sources. Passing the binaries
 explicitly makes both sides use exactly the suite state the campaign planned against, and makes
 autopkgtest use them instead of building the source again (binaries given imply --no-built-binaries).
+
+Pins (a transition tested together, or a debci request's pin-packages) add, on the new side only, the
+newest build of the pinned binaries from their own suite's mirror (activities/campaigns/pinned.py); a
+pinned target is tested from that suite's source version. A new side with pins and no upload installs
+nothing of an upload: only the target's own binaries and the pinned ones.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from activities.campaigns.archive_files import (
     newest_build,
     pool_files,
 )
+from activities.campaigns.pinned import PinnedFiles, deb_package, pinned_files
 from activities.debian.dsc import ARCHIVE
 from activities.debian.source_archives import check_archives
 from activities.errors import translate_errors
@@ -156,6 +162,15 @@ class ArchiveTests:
         stored = self.store.materialize(wanted, work)
         return [path for files in stored.values() for path in files.values() if path.suffix == ".deb"]
 
+    def _checked_source(self, source: list[Path]) -> Path:
+        """The .dsc of a source fetched from a mirror, its archives checked before any tool unpacks them."""
+        check_archives(
+            [path for path in source if ARCHIVE.search(path.name)],
+            max_unpacked_bytes=self.runs.max_unpacked_bytes,
+            max_members=self.runs.max_archive_members,
+        )
+        return source[0]
+
     @activity.defn(name=ActivityName.RUN_ARCHIVE_TEST)
     def run_archive_test(self, params: RunInput) -> RunOutcome:
         """One autopkgtest run of a campaign target from the suite's archive, new or reference side."""
@@ -185,28 +200,48 @@ class ArchiveTests:
             f"{missing}, still after {tries} tries", type="NotOnMirror", non_retryable=True
         )
 
+    def _pinned(self, params: RunInput) -> list[PinnedFiles]:
+        """The pins' files: the new side's only (the reference side is the suite alone)."""
+        if params.side is not Side.NEW or not params.pins:
+            return []
+        with self.sessions() as session:
+            return [pinned_files(session, pin, params.architecture) for pin in params.pins]
+
     def _run(self, params: RunInput, work: Path, started: dt.datetime, clock: float) -> RunOutcome:
         mirror, files = self._suite_files(params)
+        pinned = self._pinned(params)
         fetched = work / "archive"
         fetched.mkdir()
-        if params.side is Side.NEW and params.target.source == params.trigger_source:
+        target = params.target
+        # The side that installs an upload: a debci request's new side has pins and no upload.
+        upload = params.side is Side.NEW and bool(
+            params.new_source_artifact_id is not None or params.new_binary_artifact_ids
+        )
+        pinned_target = next((p for p in pinned if target.source in p.sources), None)
+        tested_version = target.version
+        if pinned_target is not None:
+            # The target itself is pinned: its tests (and binaries) come from the pin suite's version.
+            pinned_source = pinned_target.sources[target.source]
+            source = [self.pool_cache.fetch(pinned_target.mirror, f, fetched) for f in pinned_source.files]
+            dsc, tested_version = self._checked_source(source), pinned_source.version
+        elif upload and target.source == params.trigger_source:
             # The upload's own tests run from the upload, as Debian's migration tests do.
             if params.new_source_artifact_id is None:
                 raise ApplicationError("a new-side run needs the upload's source", non_retryable=True)
             dsc = self.runs.source_files(params.new_source_artifact_id, work / "upload-source")
         else:
-            source = [self.pool_cache.fetch(mirror, f, fetched) for f in files.source]
-            check_archives(
-                [path for path in source if ARCHIVE.search(path.name)],
-                max_unpacked_bytes=self.runs.max_unpacked_bytes,
-                max_members=self.runs.max_archive_members,
-            )
-            dsc = source[0]
+            dsc = self._checked_source([self.pool_cache.fetch(mirror, f, fetched) for f in files.source])
         if params.side is Side.NEW:
-            # The upload replaces the trigger's binaries (the target's own, if it is the trigger).
-            own = [] if params.target.source == params.trigger_source else list(files.own)
+            # The upload replaces the trigger's binaries (the target's own, if it is the trigger); a
+            # pinned target's own binaries are among the pinned ones.
+            own = [] if pinned_target or (upload and target.source == params.trigger_source) else files.own
             debs = [self.pool_cache.fetch(mirror, f, fetched) for f in own]
-            debs += self._upload_binaries(params, work / "upload")
+            if params.new_binary_artifact_ids:
+                debs += self._upload_binaries(params, work / "upload")
+            for pin in pinned:
+                debs += [self.pool_cache.fetch(pin.mirror, f, fetched) for f in pin.binaries]
+            # One version of a package: a pinned one replaces the suite's or the upload's.
+            debs = list({deb_package(deb.name): deb for deb in debs}.values())
         else:
             debs = [self.pool_cache.fetch(mirror, f, fetched) for f in (*files.own, *files.trigger)]
         run = self.runs.run_tests(
@@ -222,10 +257,9 @@ class ArchiveTests:
         result = run_result(outcome.returncode)
         assert result is not None  # infrastructure exit codes raised in run_tests
         duration = time.monotonic() - clock - run.environment_s
-        target = params.target
         data = run.data(
             source=target.source,
-            version=target.version,
+            version=tested_version,
             architecture=params.architecture,
             suite=params.suite,
             virt_server=self.runs.virt_server,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from debian.debian_support import Version
 from sqlalchemy import BigInteger, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.campaigns.campaign_verdicts import store_verdicts
+from activities.campaigns.pinned import given_targets
 from activities.errors import translate_errors
 from activities.storage.history import TaskHistoryWriter
 from activities.storage.store import ArtifactStore
@@ -29,6 +31,7 @@ from models.campaign import (
     ClaimReferencesResult,
     PlanInput,
     RecordRunsInput,
+    ReferenceKey,
     ReleaseReferencesInput,
     RunOutcome,
     RunResult,
@@ -93,6 +96,41 @@ _EXPECTED = text(
 ).bindparams(bindparam("sources", type_=ARRAY(Text)))
 
 
+# Done references of these sources and architecture, newest first (along ix_collection_item_qa_key).
+_PREVIOUS = text(
+    "SELECT data FROM collection_item WHERE collection_id = :cid AND removed_at IS NULL "
+    f"AND category = '{ItemCategory.QA_RESULT}' AND data ->> 'task' = 'autopkgtest' "
+    "AND data ->> 'package' = ANY(:sources) AND data ->> 'architecture' = :architecture "
+    "AND data ->> 'state' = 'done' ORDER BY data ->> 'finished_at' DESC"
+).bindparams(bindparam("sources", type_=ARRAY(Text)))
+
+
+def previous_results(
+    session: Session, cid: int, keys: Sequence[ReferenceKey], oldest: dt.datetime
+) -> dict[str, tuple[str, RunOutcome]]:
+    """Key name → (version, outcome) of the newest reference finished since `oldest` for the key's
+    source and architecture at its version or an earlier one, whatever the suite state (test keys only:
+    a rebuild's reference is a build of exactly that source)."""
+    tests = [k for k in keys if k.kind is CampaignKind.TEST]
+    found: dict[str, tuple[str, RunOutcome]] = {}
+    for architecture in sorted({k.architecture for k in tests}):
+        wanted = [k for k in tests if k.architecture == architecture]
+        rows = session.scalars(
+            _PREVIOUS,
+            {"cid": cid, "sources": sorted({k.source for k in wanted}), "architecture": architecture},
+        ).all()
+        for key in wanted:
+            for data in rows:
+                if (
+                    data["source"] == key.source
+                    and dt.datetime.fromisoformat(data["finished_at"]) >= oldest
+                    and Version(data["version"]) <= Version(key.version)
+                ):
+                    found[key.name] = (str(data["version"]), RunOutcome.model_validate(data["outcome"]))
+                    break
+    return found
+
+
 def history_task(kind: CampaignKind, *, simulated: bool) -> TaskName:
     """The task-history name of a campaign's runs."""
     if kind is CampaignKind.REBUILD:
@@ -133,12 +171,14 @@ class CampaignTasks:
         with translate_errors(), self.sessions() as session:
             state = suite_state(session=session, suite=params.suite)
             binaries = params.trigger_binaries
-            if not binaries and not params.all_sources:
+            if not binaries and not params.all_sources and params.targets is None:
                 binaries = source_binaries(session=session, suite=params.suite, source=params.trigger_source)[
                     1
                 ]
             targets: Sequence[TestTarget | RebuildTarget]
-            if params.kind is CampaignKind.REBUILD:
+            if params.targets is not None:
+                targets = given_targets(session, params.suite, params.targets, params.architecture)
+            elif params.kind is CampaignKind.REBUILD:
                 targets = rebuild_targets(
                     session=session,
                     suite=params.suite,
@@ -243,6 +283,11 @@ class CampaignTasks:
             if stale:
                 session.execute(_RETIRE, {"ids": stale, "owner": params.owner})
             wanted = sorted(set(keys) - set(result.found) - set(result.waiting) - set(ours))
+            if params.previous and wanted:
+                earlier = previous_results(session, cid, [keys[n] for n in wanted], oldest)
+                for name, (version, outcome) in earlier.items():
+                    result.found[name], result.previous[name] = outcome, version
+                wanted = [n for n in wanted if n not in earlier]
             lease = (now + dt.timedelta(seconds=params.lease_s)).isoformat()
             claimed: set[str] = set()
             if wanted:
