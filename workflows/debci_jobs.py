@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         StoreReferencesInput,
     )
     from models.debci import (
+        MIGRATION_REFERENCE,
         DebciStatus,
         JobBatchInput,
         JobPage,
@@ -199,7 +200,7 @@ class DebciJobsWorkflow:
             else:
                 activity = ActivityName.RUN_ARCHIVE_TEST
                 request = RunRequest(target=target, side=side, attempt=attempt)
-                arg = RunInput.of(request, self._context.model_copy(update={"pins": job.pins}))
+                arg = RunInput.of(request, self._context.model_copy(update=_run_context(job)))
             try:
                 outcome: RunOutcome = await workflow.execute_activity(
                     activity,
@@ -281,6 +282,13 @@ class DebciJobsWorkflow:
                 retry_policy=DB_RETRY,
                 summary=f"record {len(results)} results",
             )
+
+
+def _run_context(job: JobRun) -> dict[str, object]:
+    """What a real run of the job takes from it: its pins (the new side), and its trigger's first source,
+    whose suite binaries a run without pins installs with the test, as a campaign's reference does."""
+    source, _, version = ("" if job.trigger == MIGRATION_REFERENCE else job.trigger.split()[0]).partition("/")
+    return {"pins": job.pins, "trigger_source": source, "trigger_version": version}
 
 
 def _result(job: JobRun, outcome: RunOutcome, *, reused: bool = False) -> JobResult:
