@@ -21,12 +21,11 @@ from temporalio.client import Client
 
 from activities.services import api_keys, reject_list
 from activities.storage.store import ArtifactStore, NewArtifact
-from activities.suites.suite import import_suite
 from models.tables import ApiKey, DebciJob
 from models.vocabulary import ArtifactCategory
 from support.site_server import serving
-from support.synthetic_suite import write_suite
 from tests.conftest import subprocess_env
+from tests.debci_support import debci_workflows, job_rows, synthetic_suite
 from web.app import create_app
 from worker.context import Context
 from worker.settings import PROJECT_ROOT, Settings
@@ -68,13 +67,6 @@ async def http(api_context: Context) -> AsyncIterator[httpx.AsyncClient]:
     with serving(create_app(api_context, live_ttl_s=0.5)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             yield client
-
-
-def job_rows(engine: Engine) -> tuple[int, int]:
-    with engine.connect() as conn:
-        jobs = conn.execute(text("SELECT count(*) FROM debci_job")).scalar_one()
-        requests = conn.execute(text("SELECT count(*) FROM debci_request")).scalar_one()
-    return jobs, requests
 
 
 def one_line(response: httpx.Response, status: int, *words: str) -> str:
@@ -542,22 +534,7 @@ async def test_a_private_jobs_log_is_served_to_its_requester_only(
 @pytest.fixture
 def suite(tmp_path: Path, sessions: sessionmaker[Session]) -> tuple[str, str]:
     """A synthetic imported suite: (its name, the trigger source); dependants `TRIGGER-user0000`…"""
-    trigger = f"libapi{uuid.uuid4().hex[:6]}"
-    name = f"api-{trigger}"
-    files = write_suite(tmp_path, trigger, dependants=3)
-    import_suite(
-        sessions=sessions,
-        name=name,
-        sources=files.sources,
-        packages=[files.packages],
-        release=files.release,
-        keyring=files.keyring,
-    )
-    return name, trigger
-
-
-async def debci_workflows(client: Client, suite: str) -> int:
-    return (await client.count_workflows(f'DebflowKind = "debci" AND DebflowSuite = "{suite}"')).count
+    return synthetic_suite(tmp_path, sessions, "api", 3)
 
 
 async def test_refusals_of_the_jobs_service_store_nothing_and_start_nothing(

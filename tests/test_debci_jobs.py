@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +23,11 @@ from activities.campaigns.simulated import simulated_outcome
 from activities.campaigns.simulated_tests import EXIT_CODES
 from activities.debci.jobs import DebciJobTasks
 from activities.services.debci_jobs import RateLimited, results_since, retry, submit_tests
-from activities.suites.suite import import_suite
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Pin, RunInput, RunOutcome, RunResult, Side, Simulation
 from models.debci import MIGRATION_REFERENCE, BadRequest, JobBatchInput, Requester, TestRequest, debci_status
 from models.vocabulary import ActivityName
-from support.synthetic_suite import write_suite
+from tests.debci_support import debci_workflows, job_rows, requester, synthetic_suite
 from tests.test_pipeline import replay, worker_with
 from worker.context import Context
 from worker.expiry_schedule import run_expiry_now
@@ -40,30 +38,10 @@ from workflows.debci_jobs import DebciJobsWorkflow
 SIMULATION = Simulation(seed=11)
 
 
-def add_key(sessions: sessionmaker[Session], name: str, *, admin: bool = False) -> Requester:
-    with sessions.begin() as session:
-        key_id = session.scalar(
-            text("INSERT INTO api_key (name, key_sha256, is_admin) VALUES (:n, :h, :a) RETURNING id"),
-            {"n": name, "h": hashlib.sha256(name.encode()).hexdigest(), "a": admin},
-        )
-    return Requester(id=int(key_id or 0), name=name, is_admin=admin)
-
-
 @pytest.fixture
 def suite(tmp_path: Path, sessions: sessionmaker[Session]) -> tuple[str, str]:
     """A synthetic suite: (suite name, trigger) with 12 dependants `TRIGGER-user0000`…"""
-    trigger = f"libdebci{uuid.uuid4().hex[:6]}"
-    name = f"test-{trigger}"
-    files = write_suite(tmp_path, trigger, dependants=12)
-    import_suite(
-        sessions=sessions,
-        name=name,
-        sources=files.sources,
-        packages=[files.packages],
-        release=files.release,
-        keyring=files.keyring,
-    )
-    return name, trigger
+    return synthetic_suite(tmp_path, sessions, "debci", 12)
 
 
 @pytest.fixture
@@ -93,18 +71,6 @@ async def wait_for_results(context: Context, requester: Requester, count: int) -
     raise AssertionError(f"results never all final: {seen}")
 
 
-def job_rows(engine: Engine) -> tuple[int, int]:
-    with engine.connect() as conn:
-        return (
-            conn.execute(text("SELECT count(*) FROM debci_job")).scalar_one(),
-            conn.execute(text("SELECT count(*) FROM debci_request")).scalar_one(),
-        )
-
-
-async def debci_workflows(client: Client, suite: str) -> int:
-    return (await client.count_workflows(f'DebflowKind = "debci" AND DebflowSuite = "{suite}"')).count
-
-
 async def test_identical_requests_share_one_job_and_results_come_through_since(
     client: Client,
     settings: Settings,
@@ -114,8 +80,8 @@ async def test_identical_requests_share_one_job_and_results_come_through_since(
 ) -> None:
     name, trigger = suite
     britney, other = (
-        add_key(sessions, f"britney-{uuid.uuid4().hex[:6]}"),
-        add_key(sessions, f"o-{uuid.uuid4().hex[:6]}"),
+        requester(sessions, "britney"),
+        requester(sessions, "o"),
     )
     packages = [f"{trigger}-user{i:04d}" for i in range(12)]
     requests = [TestRequest(package=p, trigger=f"{trigger}/1.1") for p in packages]
@@ -179,7 +145,7 @@ async def test_baselines_are_shared_with_campaigns_both_ways(
     sessions: sessionmaker[Session],
 ) -> None:
     name, trigger = suite
-    britney = add_key(sessions, f"britney-{uuid.uuid4().hex[:6]}")
+    britney = requester(sessions, "britney")
     early = [f"{trigger}-user{i:04d}" for i in range(4)]
     # britney's baselines first: the campaign after them reuses the four.
     submitted = await submit_tests(
@@ -235,10 +201,10 @@ async def test_private_results_and_retries(
 ) -> None:
     name, trigger = suite
     owner, other = (
-        add_key(sessions, f"own-{uuid.uuid4().hex[:6]}"),
-        add_key(sessions, f"oth-{uuid.uuid4().hex[:6]}"),
+        requester(sessions, "own"),
+        requester(sessions, "oth"),
     )
-    admin = add_key(sessions, f"adm-{uuid.uuid4().hex[:6]}", admin=True)
+    admin = requester(sessions, "adm", admin=True)
     package = f"{trigger}-user0003"
     private = TestRequest(package=package, trigger=f"{trigger}/1.1", is_private=True)
     mine = await submit_tests(context, owner, [(name, "amd64", private)], simulation=SIMULATION)
@@ -289,7 +255,7 @@ async def test_refused_calls_store_nothing_and_start_nothing(
     message: str,
 ) -> None:
     name, trigger = suite
-    britney = add_key(sessions, f"britney-{uuid.uuid4().hex[:6]}")
+    britney = requester(sessions, "britney")
     good = TestRequest(package=f"{trigger}-user0001", trigger=f"{trigger}/1.1")
     bad = TestRequest(
         package=change.get("package", good.package), trigger=good.trigger, pins=change.get("pins", [])
@@ -341,7 +307,7 @@ async def test_a_batch_whose_call_rolled_back_runs_nothing(
 async def test_expiry_deletes_finished_jobs_past_their_period_only(
     client: Client, settings: Settings, worker: None, engine: Engine, sessions: sessionmaker[Session]
 ) -> None:
-    owner = add_key(sessions, f"exp-{uuid.uuid4().hex[:6]}")
+    owner = requester(sessions, "exp")
     rows = {"old-done": (100, "pass"), "young-done": (10, "fail"), "old-pending": (100, None)}
     ids: dict[str, int] = {}
     with sessions.begin() as session:
@@ -399,7 +365,7 @@ async def test_temporary_failures_are_tried_again_and_reported_as_tmpfail_when_t
     sessions: sessionmaker[Session],
 ) -> None:
     name, trigger = suite
-    britney = add_key(sessions, f"britney-{uuid.uuid4().hex[:6]}")
+    britney = requester(sessions, "britney")
     settings.debci_tmpfail_backoff_s = 0.1
     requests = [TestRequest(package=f"{trigger}-user{i:04d}", trigger=f"{trigger}/1.1") for i in range(6)]
     jobs = DebciJobTasks(sessions=sessions)
