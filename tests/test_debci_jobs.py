@@ -114,7 +114,7 @@ async def test_identical_requests_share_one_job_and_results_come_through_since(
         assert result["status"] == expected_status(package, version, Side.REFERENCE)
     # The other key sees only the run it asked for.
     assert [r["run_id"] for r in (await wait_for_results(context, other, 1))] == [first.created[0]]
-    await replay(client, first.batch_workflow_ids[0], "debci-jobs")
+    await replay(client, first.batch_workflow_ids[0], "debci-jobs-v2")
     # Each test has the request's priority below uploads' and the requester as fairness key.
     history = await client.get_workflow_handle(first.batch_workflow_ids[0]).fetch_history()
     scheduled = [

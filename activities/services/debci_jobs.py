@@ -45,7 +45,7 @@ from workflows import search_attributes as sa
 SETTLE_S = 10
 
 
-JOBS_PER_BATCH = 1500  # one page of workflows.debci_jobs: a batch runs in one workflow run
+JOBS_PER_BATCH = 6000  # four pages of workflows.debci_jobs (each run of a batch runs one page)
 
 
 class Context(Protocol):
