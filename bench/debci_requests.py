@@ -4,7 +4,9 @@ Starts a private dev stack, imports bookworm, and makes 25,000 distinct requests
 for a perl transition: every reverse dependency of perl with autopkgtests, requested with the trigger
 `perl/VERSION` and again with perl and each of a few rebuilt modules as triggers, until 25,000. Measures:
 the call accepting them all (`accept_seconds`), the same call again (britney2 resending after a crash:
-`runs_started` must be 0), the drain of the queue (decided jobs per second), and, on the same stack,
+`duplicate_runs` must be 0), another requester's five requests sent behind them (decided in seconds,
+not after the backlog: the fairness key), the drain of the queue (decided jobs per second), and, on the
+same stack,
 the SIMULATED perl campaign's test runs per second. No test is executed: outcomes are drawn by the
 simulated executor. The last line is JSON.
 """
@@ -78,6 +80,18 @@ def requests_for(sessions: sessionmaker[Session], count: int) -> list[TestReques
     return made[:count]
 
 
+async def decided(sessions: sessionmaker[Session], ids: list[int], started: float) -> float:
+    """Seconds from `started` until the jobs `ids` are decided."""
+    while True:
+        with sessions() as session:
+            pending = session.scalar(
+                text("SELECT count(*) FROM debci_job WHERE id = ANY(:ids) AND status IS NULL"), {"ids": ids}
+            )
+        if not pending:
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+
+
 async def drain(sessions: sessionmaker[Session], started: float) -> float:
     """Seconds from `started` until no job is pending."""
     while True:
@@ -111,7 +125,12 @@ async def main() -> None:
                 text("INSERT INTO api_key (name, key_sha256) VALUES ('britney', :h) RETURNING id"),
                 {"h": hashlib.sha256(os.urandom(16)).hexdigest()},
             )
+            other_id = session.scalar(
+                text("INSERT INTO api_key (name, key_sha256) VALUES ('security', :h) RETURNING id"),
+                {"h": hashlib.sha256(os.urandom(16)).hexdigest()},
+            )
         britney = Requester(id=int(key_id or 0), name="britney")
+        security = Requester(id=int(other_id or 0), name="security")
         client = await connect_temporal({"target_host": stack.temporal_address, "namespace": stack.namespace})
         context = BenchContext(stack.settings, sessions, client)
         requests = requests_for(sessions, args.requests)
@@ -131,13 +150,27 @@ async def main() -> None:
             f"started, {len(again.joined)} requests joined pending jobs",
             flush=True,
         )
+        # Another requester's five requests while britney2's 25,000 are queued: the fairness key (the
+        # requester) gives them their turn at once instead of after the backlog.
+        five_started = time.monotonic()
+        five = await submit_tests(
+            context,
+            security,
+            [
+                ("bookworm", "amd64", TestRequest(package=r.package, trigger="openssl/3.0.11-1~deb12u2"))
+                for r in requests[:5]
+            ],
+            simulation=SIMULATION,
+        )
+        five_s = await decided(sessions, five.created, five_started)
+        print(f"another requester's 5 requests decided {five_s:.2f} s after they were sent", flush=True)
         drain_s = await drain(sessions, started)
         jobs_cpu = (cpu_seconds(server) - cpu_before[0], sum(cpu_seconds(w) for w in workers) - cpu_before[1])
         with sessions() as session:
-            statuses = dict(
+            statuses: dict[str, int] = dict(
                 session.execute(text("SELECT status, count(*) FROM debci_job GROUP BY status")).all()
             )
-            jobs = int(session.scalar(text("SELECT count(*) FROM debci_job")) or 0)
+            jobs = int(session.scalar(text("SELECT count(*) FROM debci_job")) or 0) - len(five.created)
         print(f"SIMULATED jobs decided in {drain_s:.1f} s ({len(first.created) / drain_s:.0f}/s): {statuses}")
 
         cpu_before = (cpu_seconds(server), sum(cpu_seconds(w) for w in workers))
@@ -174,6 +207,7 @@ async def main() -> None:
             "duplicate_runs": jobs - len(first.created),  # jobs beyond one per distinct request
             "drain_per_s": round(drain_per_s, 1),
             "campaign_per_s": round(campaign_per_s, 1),
+            "other_requester_5_s": round(five_s, 2),
             "ratio": round(drain_per_s / campaign_per_s, 3),
         }
         print(json.dumps(figures))
