@@ -3,17 +3,22 @@ service, and the counts that show a refused call left nothing behind."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from activities.services.api_keys import add_key, authenticate
 from activities.suites.suite import import_suite
 from models.debci import Requester
 from support.synthetic_suite import write_suite
+from worker.settings import Settings
 
 
 def synthetic_suite(
@@ -53,3 +58,14 @@ def job_rows(engine: Engine) -> tuple[int, int]:
 async def debci_workflows(client: Client, suite: str) -> int:
     """How many job batches of a suite Temporal knows."""
     return (await client.count_workflows(f'DebflowKind = "debci" AND DebflowSuite = "{suite}"')).count
+
+
+@pytest.fixture
+async def no_batches_left(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """Job batches a test left pending (no worker ran them) are terminated after it: the site's live view
+    and later tests of the same Temporal server must not find them running."""
+    yield
+    query = f'DebflowKind = "debci" AND TaskQueue = "{settings.task_queue}" AND ExecutionStatus = "Running"'
+    async for found in client.list_workflows(query):
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(found.id).terminate("the test is over")

@@ -25,13 +25,16 @@ from models.tables import ApiKey, DebciJob
 from models.vocabulary import ArtifactCategory
 from support.site_server import serving
 from tests.conftest import subprocess_env
-from tests.debci_support import debci_workflows, job_rows, synthetic_suite
+from tests.debci_support import debci_workflows, job_rows, no_batches_left, synthetic_suite  # noqa: F401 (a fixture)
 from web.app import create_app
 from worker.context import Context
 from worker.settings import PROJECT_ROOT, Settings
 
 LIMIT = 3  # debci_max_tests_per_call in these tests
 RETRIES = 2  # debci_retries_per_hour
+
+# Batches a test leaves pending are ended after it (tests/debci_support.py).
+pytestmark = pytest.mark.usefixtures("no_batches_left")
 
 
 @dataclass

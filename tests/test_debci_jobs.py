@@ -27,7 +27,13 @@ from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Pin, RunInput, RunOutcome, RunResult, Side, Simulation
 from models.debci import MIGRATION_REFERENCE, BadRequest, JobBatchInput, Requester, TestRequest, debci_status
 from models.vocabulary import ActivityName
-from tests.debci_support import debci_workflows, job_rows, requester, synthetic_suite
+from tests.debci_support import (  # noqa: F401 (no_batches_left: a fixture)
+    debci_workflows,
+    job_rows,
+    no_batches_left,
+    requester,
+    synthetic_suite,
+)
 from tests.test_pipeline import replay, worker_with
 from worker.context import Context
 from worker.expiry_schedule import run_expiry_now
@@ -36,6 +42,9 @@ from workflows import queues
 from workflows.debci_jobs import DebciJobsWorkflow
 
 SIMULATION = Simulation(seed=11)
+
+# Batches a test leaves pending are ended after it (tests/debci_support.py).
+pytestmark = pytest.mark.usefixtures("no_batches_left")
 
 
 @pytest.fixture

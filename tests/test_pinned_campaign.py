@@ -15,7 +15,7 @@ from activities.storage.store import ArtifactStore
 from activities.tools.environments import EnvironmentStore
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Pin, RunResult, Verdict
-from tests.local_campaign import import_examples, import_second_suite, left_on_the_host
+from tests.local_campaign import import_examples, import_second_suite
 from tests.test_pipeline import replay
 from tests.test_unshare import ARCH, SUITE, cached_tarball  # noqa: F401 (a fixture)
 from worker.main import build_worker
@@ -37,36 +37,6 @@ async def pinned_campaign(sessions: sessionmaker[Session], root: Path) -> Campai
 
 # Real Debian tools end to end: minutes, not seconds (`pytest -m "not slow"` leaves it out).
 pytestmark = pytest.mark.slow
-
-
-async def test_a_pinned_transition_regresses_a_given_target_with_the_host_executor(
-    client: Client,
-    settings: Settings,
-    worker: None,
-    sessions: sessionmaker[Session],
-    store: ArtifactStore,
-    tmp_path: Path,
-) -> None:
-    params = await pinned_campaign(sessions, tmp_path)
-    campaign = await start_campaign(client, params, settings.task_queue)
-    report = await asyncio.wait_for(campaign.result(), timeout=900)
-
-    # Only the given target: not hello-debflow itself, whose reverse dependency greeter-debflow is.
-    assert report.targets == 1 and report.counts == {Verdict.REGRESSION: 1}, report.notable
-    (greeter,) = report.notable
-    assert greeter.source == "greeter-debflow" and greeter.version == "1.0"
-    assert greeter.new is RunResult.FAIL and greeter.reference is RunResult.PASS and greeter.attempts == 2
-    assert greeter.regressed_tests == ["relays-greeting"] and greeter.reference_version is None
-    assert greeter.new_log_artifact_id and greeter.reference_log_artifact_id
-    logs = store.files_of([greeter.new_log_artifact_id, greeter.reference_log_artifact_id])
-    new_log = logs[greeter.new_log_artifact_id]["log"].read_text()
-    reference_log = logs[greeter.reference_log_artifact_id]["log"].read_text()
-    # The new side installed hello-debflow 1.1 from the second suite; the reference side the first's 1.0.
-    assert "hello-debflow_1.1_" in new_log and "Howdy from debflow" in new_log
-    assert "Howdy" not in reference_log and "Hello from debflow" in reference_log
-    assert left_on_the_host(["hello-debflow", "greeter-debflow"]) == []
-    await replay(client, campaign.id, "campaign-root-pinned")
-    await replay(client, f"{campaign.id}-amd64-batch-0000", "campaign-batch-pinned")
 
 
 async def test_a_pinned_transition_on_prepared_testbeds_with_the_unshare_executor(
@@ -104,10 +74,13 @@ async def test_a_pinned_transition_on_prepared_testbeds_with_the_unshare_executo
     finally:
         parts.close()
 
-    assert report.counts == {Verdict.REGRESSION: 1}, report.notable
+    # Only the given target: not hello-debflow itself, whose reverse dependency greeter-debflow is. (The
+    # same pinned run on the host executor: tests/test_debci_roundtrip.py.)
+    assert report.targets == 1 and report.counts == {Verdict.REGRESSION: 1}, report.notable
     (greeter,) = report.notable
-    assert greeter.new is RunResult.FAIL and greeter.reference is RunResult.PASS
-    assert greeter.regressed_tests == ["relays-greeting"]
+    assert greeter.source == "greeter-debflow" and greeter.version == "1.0"
+    assert greeter.new is RunResult.FAIL and greeter.reference is RunResult.PASS and greeter.attempts == 2
+    assert greeter.regressed_tests == ["relays-greeting"] and greeter.reference_version is None
     assert greeter.new_log_artifact_id and greeter.reference_log_artifact_id
     logs = store.files_of([greeter.new_log_artifact_id, greeter.reference_log_artifact_id])
     new_log = logs[greeter.new_log_artifact_id]["log"].read_text()
@@ -117,3 +90,5 @@ async def test_a_pinned_transition_on_prepared_testbeds_with_the_unshare_executo
     assert "hello-debflow_1.1_" in new_log and "Howdy from debflow" in new_log
     assert "Howdy" not in reference_log and "Hello from debflow" in reference_log
     assert "overlay_virt.py" in new_log and "Fetched" not in new_log
+    await replay(client, campaign.id, "campaign-root-pinned")
+    await replay(client, f"{campaign.id}-amd64-batch-0000", "campaign-batch-pinned")

@@ -166,7 +166,8 @@ class LiveView:
             # Newest first is the listing's own order (the dev server's visibility store refuses ORDER BY).
             async for e in client.list_workflows("DebflowKind IS NOT NULL", limit=LISTED)
         ]
-        campaigns = [r for r in runs if r.running and r.kind not in ("upload", "")][:PROGRESS_QUERIES]
+        # Only campaigns answer the progress query (uploads show their tasks, debci batches their counts).
+        campaigns = [r for r in runs if r.running and r.kind == "campaign"][:PROGRESS_QUERIES]
 
         async def progress(run: RunInfo) -> None:
             try:
