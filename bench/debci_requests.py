@@ -150,14 +150,18 @@ async def main() -> None:
             f"started, {len(again.joined)} requests joined pending jobs",
             flush=True,
         )
-        # Another requester's five requests while britney2's 25,000 are queued: the fairness key (the
-        # requester) gives them their turn at once instead of after the backlog.
+        # Another requester's five requests, at the same priority, while britney2's 25,000 are queued: the
+        # fairness key (the requester) gives them their turn at once instead of after the backlog.
         five_started = time.monotonic()
         five = await submit_tests(
             context,
             security,
             [
-                ("bookworm", "amd64", TestRequest(package=r.package, trigger="openssl/3.0.11-1~deb12u2"))
+                (
+                    "bookworm",
+                    "amd64",
+                    TestRequest(package=r.package, trigger="openssl/3.0.11-1~deb12u2", priority=r.priority),
+                )
                 for r in requests[:5]
             ],
             simulation=SIMULATION,
