@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client, WorkflowFailureError
@@ -15,6 +16,7 @@ from client.campaigns import start_campaign
 from client.local_archive import LocalArchive, pool_directory
 from models.campaign import CampaignInput, RunResult, Verdict
 from models.tables import TaskHistory
+from tests.browser_steps import browser, follow_the_regression  # noqa: F401 (browser: a fixture)
 from tests.local_campaign import EXAMPLES, left_on_the_host, run_local_campaign
 from tests.test_pipeline import replay
 from worker.settings import Settings
@@ -57,6 +59,7 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     worker: None,
     sessions: sessionmaker[Session],
     store: ArtifactStore,
+    browser: WebDriver,  # noqa: F811 (the fixture of tests/browser_steps.py)
     tmp_path: Path,
 ) -> None:
     missing = f"{pool_directory(RELAY)}/{RELAY}_1.0.tar.xz"
@@ -107,6 +110,8 @@ async def test_real_campaign_with_the_host_executor_confirms_a_regression(
     assert {r.result for r in runs} == {"error"} and all(missing in r.data["cause"] for r in runs)
     await replay(client, run.campaign_id, "campaign-root-real-untestable")
     await replay(client, batch, "campaign-batch-real-untestable")
+    # Then a maintainer follows the regression on the results site, in a real browser.
+    await follow_the_regression(browser, settings, sessions, store, run, tmp_path)
 
 
 async def test_real_campaign_without_the_upload_binaries_is_refused(

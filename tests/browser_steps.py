@@ -1,6 +1,7 @@
 """The results site in a real browser: Debian's chromium, headless, driven by Selenium through Debian's
-chromedriver (nothing downloaded). A real campaign over a local archive, then the pages a maintainer
-follows; on a failure the test saves a screenshot in its temporary directory."""
+chromedriver (nothing downloaded), after the real campaign of tests/test_archive_campaign.py (one campaign
+for both: its real runs take minutes); on a failure the steps save a screenshot in the temporary
+directory."""
 
 from __future__ import annotations
 
@@ -16,18 +17,15 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.client import Client
 
 from activities.storage.store import ArtifactStore
-from models.campaign import RunResult, Verdict
+from models.campaign import RunResult
 from support.site_data import Target, store_campaign
 from support.site_server import serving
-from tests.local_campaign import EXAMPLES, LocalCampaign, run_local_campaign
+from tests.local_campaign import LocalCampaign
 from web.app import create_app
 from worker.context import Context
 from worker.settings import Settings
-
-pytestmark = pytest.mark.slow
 
 XSS = "<script>alert(1)</script>"
 
@@ -85,19 +83,17 @@ def browse(
     assert XSS in driver.find_element(By.TAG_NAME, "body").text
 
 
-async def test_a_maintainer_follows_a_regression_to_both_logs(
-    client: Client,
+async def follow_the_regression(
+    browser: WebDriver,
     settings: Settings,
-    worker: None,
     sessions: sessionmaker[Session],
     store: ArtifactStore,
-    browser: WebDriver,
+    run: LocalCampaign,
     tmp_path: Path,
 ) -> None:
-    run = await run_local_campaign(
-        client, settings, sessions, tmp_path, [EXAMPLES / "hello-debflow", EXAMPLES / "greeter-debflow"]
-    )
-    assert run.report.counts == {Verdict.REGRESSION: 1, Verdict.PASS: 1}
+    """What a maintainer follows in the browser after a real campaign that confirmed greeter-debflow's
+    regression (tests/test_archive_campaign.py): home, campaign, both logs, the status chart, and a
+    campaign whose package-controlled text is a script, shown as text."""
     xss_source, xss_campaign = f"xss-{uuid.uuid4().hex[:8]}", f"campaign-xss_1-{uuid.uuid4().hex[:8]}"
     store_campaign(
         store,
