@@ -22,7 +22,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.campaigns.simulated import simulated_outcome
 from activities.campaigns.simulated_tests import EXIT_CODES
 from activities.debci.jobs import DebciJobTasks
-from activities.services.debci_jobs import RateLimited, results_since, retry, submit_tests
+from activities.services.debci_jobs import RateLimited, retry, submit_tests
+from activities.services.debci_results import public_results, results_since
 from client.campaigns import start_campaign
 from models.campaign import CampaignInput, Pin, RunInput, RunOutcome, RunResult, Side, Simulation
 from models.debci import MIGRATION_REFERENCE, BadRequest, JobBatchInput, Requester, TestRequest, debci_status
@@ -224,7 +225,6 @@ async def test_private_results_and_retries(
         done["is_private"]
         and [r["run_id"] for r in await wait_for_results(context, other, 1)] == theirs.created
     )
-    from activities.services.debci_jobs import public_results
 
     assert mine.created[0] not in [r["run_id"] for r in public_results(context, None, other)["results"]]
     assert mine.created[0] in [r["run_id"] for r in public_results(context, None, owner)["results"]]

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from activities.services import api_keys, debci_jobs, reject_list
+from activities.services import api_keys, debci_jobs, debci_results, reject_list
 from models.debci import (
     MIGRATION_REFERENCE,
     PRIORITY_DEFAULT,
@@ -159,7 +159,7 @@ async def results(request: Request, since: str | None = None) -> Response:
     requester = await _requester(request)
     assert requester is not None
     when = _since(since)
-    data = await run_in_threadpool(debci_jobs.results_since, context(request), requester, when)
+    data = await run_in_threadpool(debci_results.results_since, context(request), requester, when)
     return _answer(requester, data)
 
 
@@ -168,7 +168,7 @@ async def results_file(request: Request, since: str | None = None) -> Response:
     """britney2's ADT_SWIFT_URL file: every public job (and the caller's private ones with a key)."""
     requester = await _requester(request, required=False)
     when = _since(since)
-    data = await run_in_threadpool(debci_jobs.public_results, context(request), when, requester)
+    data = await run_in_threadpool(debci_results.public_results, context(request), when, requester)
     return _answer(requester, data)
 
 
