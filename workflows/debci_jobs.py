@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         RecordJobsInput,
         debci_status,
     )
+    from models.identifiers import preview
     from models.vocabulary import ActivityName
     from workflows import queues
     from workflows import search_attributes as sa
@@ -190,7 +191,8 @@ class DebciJobsWorkflow:
         """One job with its tries: tmpfail only when every try failed temporarily."""
         assert self._context is not None
         target = CampaignTarget(source=job.package, version=job.version)
-        label = f"autopkgtest {job.package} {job.version} {params.architecture} ({job.trigger})"
+        # A trigger may be 1,000 characters: the summary quotes its start.
+        label = f"autopkgtest {job.package} {job.version} {params.architecture} ({preview(job.trigger, 60)})"
         if params.simulation is not None:
             label = f"simulated {label}"
         priority = Priority(priority_key=job.priority_key, fairness_key=params.requester)
