@@ -55,8 +55,7 @@ _ENSURE_COLLECTION = text(
     "ON CONFLICT (category, name) DO NOTHING"
 )
 _COLLECTION_ID = text("SELECT id FROM collection WHERE category = :category AND name = :suite")
-# Rows are locked in name order and claims inserted in name order, so two batches claiming
-# overlapping keys wait for each other instead of deadlocking.
+# Rows locked and claims inserted in name order: batches with overlapping keys wait, never deadlock.
 _LOCK_ITEMS = text(
     "SELECT id, name, data FROM collection_item WHERE collection_id = :cid AND removed_at IS NULL "
     "AND name = ANY(:names) ORDER BY name FOR UPDATE"
